@@ -1,0 +1,59 @@
+"""conv: fast 2-D convolution on the CPU with tf.nn.conv2d's semantics.
+
+>>> import numpy as np, conv
+>>> x = np.random.rand(1, 5, 5, 2).astype(np.float32)   # NHWC
+>>> w = np.random.rand(3, 3, 2, 4).astype(np.float32)   # HWIO
+>>> conv.conv2d(x, w, padding="SAME").shape
+(1, 5, 5, 4)
+"""
+from ._api import conv2d
+from ._config import build_info, show_config
+from ._contract import Method, MethodError, MethodUnavailableError, Problem
+from ._registry import REGISTRY as _REGISTRY
+from ._registry import PluginWarning
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "conv2d",
+    "list_methods",
+    "get_method",
+    "register_method",
+    "unregister_method",
+    "build_info",
+    "show_config",
+    "Method",
+    "Problem",
+    "MethodError",
+    "MethodUnavailableError",
+    "PluginWarning",
+]
+
+
+def list_methods():
+    """Names of the conv2d methods usable here (installed and importable), sorted.
+
+    ``"auto"`` is not a method but is always accepted by ``conv2d``.
+    """
+    return _REGISTRY.list_methods()
+
+
+def get_method(name):
+    """The :class:`conv.Method` registered as ``name`` (imports its module).
+
+    Raises ValueError for an unknown name, MethodError for a broken plugin.
+    """
+    return _REGISTRY.get_method(name)
+
+
+def register_method(method, *, replace=False):
+    """Register a :class:`conv.Method` at run time (notebooks, tests).
+
+    An existing name is refused unless ``replace=True``. Returns the method.
+    """
+    return _REGISTRY.register(method, replace=replace)
+
+
+def unregister_method(name):
+    """Remove a method added with :func:`register_method`."""
+    _REGISTRY.unregister(name)

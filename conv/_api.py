@@ -1,0 +1,125 @@
+"""conv.conv2d: front end -> registry -> kernel, and nothing else."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _auto
+from ._contract import Method, MethodError, Problem
+from ._frontend import Normalized, normalize, zero_pad
+from ._registry import REGISTRY
+
+
+def conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1, threads=None):
+    """2-D convolution (cross-correlation) with ``tf.nn.conv2d``'s semantics.
+
+    Parameters
+    ----------
+    x : array_like, (N, H, W, C_in)
+        Input, NHWC. Any array-like and memory layout; never modified.
+    w : array_like, (KH, KW, C_in, C_out)
+        Filters, HWIO.
+    method : str
+        A name from ``conv.list_methods()``, or ``"auto"`` (the default) for the
+        fastest installed method for this problem.
+    stride, dilation : int or (h, w)
+        Integers >= 1 (TensorFlow's ``[1, h, w, 1]`` is accepted too).
+    padding : "VALID", "SAME", int, (h, w) or ((top, bottom), (left, right))
+        "SAME" follows TensorFlow: output size ceil(size / stride), the odd extra
+        row/column of padding at the bottom/right. Padded positions contribute
+        nothing (they are skipped, not multiplied).
+    threads : int or None
+        Threads for methods that run in parallel; None uses every core
+        (``OMP_NUM_THREADS`` when set).
+
+    Returns
+    -------
+    numpy.ndarray, (N, OH, OW, C_out)
+        float32 or float64 as NumPy promotes the inputs (integer and bool inputs
+        give float64; float16 is computed in float32 and returned as float16).
+    """
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a str; got {type(method).__name__}")
+    norm = normalize(x, w, stride=stride, padding=padding, dilation=dilation, threads=threads)
+    if method == "auto":
+        chosen = REGISTRY.usable(_auto.choose(norm, REGISTRY.list_methods()))
+    else:
+        chosen = REGISTRY.usable(method)
+    out = run(chosen, norm)
+    if out.dtype != norm.result_dtype:
+        out = out.astype(norm.result_dtype)
+    return out
+
+
+def run(method: Method, norm: Normalized) -> np.ndarray:
+    """Run one method on a normalized problem, emulating what it lacks."""
+    if norm.dtype.name not in method.dtypes:
+        raise TypeError(
+            f"conv method {method.name!r} computes {', '.join(method.dtypes)} only; "
+            f"these inputs compute in {norm.dtype.name}"
+        )
+    n, oh, ow, co = norm.out_shape
+    if n * oh * ow * co == 0:
+        return np.empty(norm.out_shape, dtype=norm.dtype)
+    if norm.x.shape[3] == 0:  # a sum over no input channels
+        return np.zeros(norm.out_shape, dtype=norm.dtype)
+    x, pads = norm.x, norm.padding
+    if not method.pads_itself:
+        x, pads = zero_pad(x, pads), ((0, 0), (0, 0))
+    stride, dilation = norm.stride, norm.dilation
+    need_stride = stride != (1, 1) and not method.supports_stride
+    need_dilation = dilation != (1, 1) and not method.supports_dilation
+    if not (need_stride or need_dilation):
+        return _call(method, Problem(x, norm.w, stride, dilation, pads, norm.threads, norm.out_shape))
+    if not need_dilation:
+        full = _dense(method, x, norm.w, dilation, pads, norm.threads, (1, 1))
+    else:
+        if method.pads_itself:  # phases are cut from the padded input
+            x, pads = zero_pad(x, pads), ((0, 0), (0, 0))
+        full = _phases(method, x, norm.w, dilation, norm.threads)
+    return np.ascontiguousarray(full[:, :: stride[0], :: stride[1], :][:, :oh, :ow, :])
+
+
+def _dense(method, x, w, dilation, pads, threads, stride):
+    """The stride-1 output, to be subsampled by the caller."""
+    h = x.shape[1] + pads[0][0] + pads[0][1]
+    wd = x.shape[2] + pads[1][0] + pads[1][1]
+    oh = h - (w.shape[0] - 1) * dilation[0]
+    ow = wd - (w.shape[1] - 1) * dilation[1]
+    shape = (x.shape[0], oh, ow, w.shape[3])
+    return _call(method, Problem(x, w, stride, dilation, pads, threads, shape))
+
+
+def _phases(method, xp, w, dilation, threads):
+    """Stride-1 dilated output from undilated calls: output rows a, a+d, a+2d, ...
+    only ever read input rows a, a+d, ..., so each phase is an ordinary convolution."""
+    dh, dw = dilation
+    kh, kw, _, co = w.shape
+    oh = xp.shape[1] - (kh - 1) * dh
+    ow = xp.shape[2] - (kw - 1) * dw
+    full = np.empty((xp.shape[0], oh, ow, co), dtype=xp.dtype)
+    for a in range(min(dh, oh)):
+        for b in range(min(dw, ow)):
+            sub = np.ascontiguousarray(xp[:, a::dh, b::dw, :])
+            sub.flags.writeable = False
+            shape = (xp.shape[0], len(range(a, oh, dh)), len(range(b, ow, dw)), co)
+            full[:, a::dh, b::dw, :] = _call(
+                method, Problem(sub, w, (1, 1), (1, 1), ((0, 0), (0, 0)), threads, shape)
+            )
+    return full
+
+
+def _call(method: Method, problem: Problem) -> np.ndarray:
+    out = method.kernel(problem)
+    if (
+        not isinstance(out, np.ndarray)
+        or out.shape != problem.out_shape
+        or out.dtype != problem.dtype
+    ):
+        got = (
+            f"{type(out).__name__} shape={getattr(out, 'shape', None)} dtype={getattr(out, 'dtype', None)}"
+        )
+        raise MethodError(
+            f"conv method {method.name!r} broke the kernel contract: it returned {got}; "
+            f"expected a numpy.ndarray of shape {problem.out_shape} and dtype {problem.dtype}"
+        )
+    return out

@@ -1,0 +1,139 @@
+"""The kernel contract: what a conv2d method is, and what it receives.
+
+Everything here is public through ``conv`` (``conv.Method``, ``conv.Problem``,
+``conv.MethodError``) because third-party methods code against it. Keep it small
+and stable.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+
+Pair = Tuple[int, int]
+Pads = Tuple[Pair, Pair]
+
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class MethodError(RuntimeError):
+    """A registered method cannot be loaded, or broke the kernel contract.
+
+    When the method's own code raised, the original exception is chained as
+    ``__cause__`` (and kept on ``.original``).
+    """
+
+    def __init__(self, message: str, original: Optional[BaseException] = None):
+        super().__init__(message)
+        self.original = original
+
+
+class MethodUnavailableError(ImportError):
+    """A known method whose optional dependency is not installed."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One normalized conv2d problem, as a kernel receives it.
+
+    The front end has already validated everything; a kernel never re-checks.
+
+    x : ndarray, (N, H, W, C_in), C-contiguous, read-only, dtype float32 or float64.
+        Already zero-padded unless the method declares ``pads_itself``.
+    w : ndarray, (KH, KW, C_in, C_out), C-contiguous, read-only, same dtype as x.
+    stride, dilation : (h, w) pairs of ints >= 1.
+    padding : ((top, bottom), (left, right)) the kernel must still apply: all zero
+        unless the method declares ``pads_itself``. Padded positions contribute
+        nothing to the sum (they are skipped, not multiplied by zero).
+    threads : int >= 1, how many threads the kernel may use.
+    out_shape : (N, OH, OW, C_out), the shape the kernel must return.
+    """
+
+    x: np.ndarray
+    w: np.ndarray
+    stride: Pair
+    dilation: Pair
+    padding: Pads
+    threads: int
+    out_shape: Tuple[int, int, int, int]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.x.dtype
+
+    @property
+    def flops(self) -> int:
+        """Multiply-adds counted as two flops: 2*N*OH*OW*KH*KW*C_in*C_out."""
+        n, oh, ow, co = self.out_shape
+        kh, kw, ci, _ = self.w.shape
+        return 2 * n * oh * ow * kh * kw * ci * co
+
+
+@dataclass(frozen=True)
+class Method:
+    """A conv2d method: a name, its capabilities, and one kernel callable.
+
+    kernel(problem) -> ndarray of shape ``problem.out_shape`` and dtype
+    ``problem.dtype``. It must not write to ``problem.x`` or ``problem.w``.
+
+    Capabilities (what the front end does when one is missing):
+      dtypes            float dtypes computed natively; another dtype is a TypeError.
+      parallel          honours ``problem.threads``; if False the argument is ignored.
+      supports_stride   if False, the front end computes at stride 1 and subsamples.
+      supports_dilation if False, the front end splits the input into dilation phases
+                        and calls the kernel with dilation 1 on each (exact).
+      pads_itself       if True the kernel gets the unpadded x and ``problem.padding``;
+                        otherwise x arrives zero-padded and padding is all zero.
+      requires          importable module names the method needs; if one is missing
+                        the method is listed as unavailable and ``install_hint`` says
+                        how to get it.
+    """
+
+    name: str
+    kernel: Callable[[Problem], np.ndarray] = field(repr=False)
+    description: str = ""
+    dtypes: Tuple[str, ...] = ("float32", "float64")
+    parallel: bool = False
+    supports_stride: bool = True
+    supports_dilation: bool = True
+    pads_itself: bool = False
+    requires: Tuple[str, ...] = ()
+    install_hint: str = ""
+    # Filled in by the registry, not by the method's author.
+    distribution: Optional[str] = None
+    version: Optional[str] = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"Method.name must be an identifier-like string; got {self.name!r}")
+        if not callable(self.kernel):
+            raise TypeError(f"Method.kernel must be callable; got {type(self.kernel).__name__}")
+        dtypes = tuple(np.dtype(d).name for d in self.dtypes)
+        bad = [d for d in dtypes if np.dtype(d) not in SUPPORTED_DTYPES]
+        if bad or not dtypes:
+            raise ValueError(
+                f"Method.dtypes must be a non-empty subset of ('float32', 'float64'); got {self.dtypes!r}"
+            )
+        object.__setattr__(self, "dtypes", dtypes)
+        object.__setattr__(self, "requires", tuple(self.requires))
+
+    def missing_requirements(self) -> Tuple[str, ...]:
+        """Names in ``requires`` that cannot be found, checked without importing them."""
+        import importlib.util
+
+        missing = []
+        for mod in self.requires:
+            try:
+                if importlib.util.find_spec(mod) is None:
+                    missing.append(mod)
+            except (ImportError, ValueError):
+                missing.append(mod)
+        return tuple(missing)
+
+    def is_available(self) -> bool:
+        return not self.missing_requirements()
+
+    def with_origin(self, distribution: Optional[str], version: Optional[str]) -> "Method":
+        return dataclasses.replace(self, distribution=distribution, version=version)

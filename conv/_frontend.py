@@ -1,0 +1,275 @@
+"""TensorFlow's conv2d semantics, in one place.
+
+Validation and normalization of every argument of ``conv.conv2d``: arrays to one
+float dtype and C-contiguous layout (copying only when needed, never writing to
+the caller's arrays), stride and dilation to (h, w) pairs, padding to
+((top, bottom), (left, right)) by TensorFlow's rules, threads to an int, and the
+output shape. Kernels receive the result and never re-check it.
+"""
+from __future__ import annotations
+
+import numbers
+import os
+from dataclasses import dataclass
+from typing import Tuple
+
+import numpy as np
+
+from ._contract import Pads, Pair
+
+_FLOAT32 = np.dtype(np.float32)
+_FLOAT64 = np.dtype(np.float64)
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """Everything the front end derives from one call (unpadded arrays)."""
+
+    x: np.ndarray  # (N, H, W, C_in), C-contiguous, compute dtype, read-only view
+    w: np.ndarray  # (KH, KW, C_in, C_out), C-contiguous, compute dtype, read-only view
+    stride: Pair
+    dilation: Pair
+    padding: Pads
+    threads: int
+    out_shape: Tuple[int, int, int, int]
+    result_dtype: np.dtype  # differs from x.dtype only for float16 inputs
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.x.dtype
+
+
+# --------------------------------------------------------------------- arrays
+def _as_array(value, name: str) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"{name} must be a rectangular array-like of real numbers (ragged nested "
+                f"sequences are not arrays): {exc}"
+            ) from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}; expected real numbers (float32, float64, "
+            f"float16, integer or bool). Complex, object, string and datetime arrays are "
+            f"not supported."
+        )
+    return arr
+
+
+def compute_dtype(x_dtype, w_dtype) -> Tuple[np.dtype, np.dtype]:
+    """(dtype the kernels compute in, dtype of the result), by NumPy's promotion.
+
+    Integer and bool inputs compute in float64. float16 computes in float32 and
+    the result is rounded back to float16 (as TensorFlow returns float16).
+    """
+    promoted = np.result_type(x_dtype, w_dtype)
+    if promoted.kind in "biu":
+        return _FLOAT64, _FLOAT64
+    if promoted.type is np.float16:
+        return _FLOAT32, np.dtype(np.float16)
+    if promoted.type is np.float32:
+        return _FLOAT32, _FLOAT32
+    if promoted.type is np.float64:
+        return _FLOAT64, _FLOAT64
+    raise TypeError(
+        f"inputs promote to {promoted}, which conv does not compute; use float32 or float64"
+    )
+
+
+def _prepare(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """C-contiguous, native byte order, given dtype; a read-only view so no kernel can
+    write to the caller's memory. Copies only when the layout or dtype requires it."""
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    view = out.view()
+    view.flags.writeable = False
+    return view
+
+
+# ------------------------------------------------------------ int parameters
+def _int(value, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {value!r} of type {type(value).__name__}")
+    return int(value)
+
+
+def as_pair(value, name: str) -> Pair:
+    """stride/dilation: int, (h, w), or TensorFlow's [1, h, w, 1]; every entry >= 1."""
+    if isinstance(value, (str, bytes)) or not (
+        isinstance(value, numbers.Integral) or np.ndim(value) == 1
+    ):
+        raise TypeError(
+            f"{name} must be an int or an (h, w) pair of ints; got {value!r}"
+        )
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        pair = (int(value), int(value))
+    else:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be an int or an (h, w) pair of ints; got {value!r}")
+        items = [_int(v, name) for v in value]
+        if len(items) == 2:
+            pair = (items[0], items[1])
+        elif len(items) == 4 and items[0] == 1 and items[3] == 1:
+            pair = (items[1], items[2])
+        else:
+            raise ValueError(
+                f"{name} must be an int, an (h, w) pair, or [1, h, w, 1]; got {value!r}"
+            )
+    if pair[0] < 1 or pair[1] < 1:
+        raise ValueError(f"{name} must be >= 1 in both dimensions; got {value!r}")
+    return pair
+
+
+def as_threads(value) -> int:
+    if value is None:
+        return default_threads()
+    t = _int(value, "threads")
+    if t < 1:
+        raise ValueError(f"threads must be None or an int >= 1; got {value!r}")
+    return t
+
+
+def default_threads() -> int:
+    """All cores available to this process, or OMP_NUM_THREADS when it is set."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env:
+        try:
+            first = int(env.split(",")[0])
+            if first >= 1:
+                return first
+        except ValueError:
+            pass
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+# -------------------------------------------------------------------- padding
+def _same_pads(size: int, k: int, s: int, d: int) -> Pair:
+    """TensorFlow's SAME: out = ceil(size / s); the odd pad goes after (bottom/right)."""
+    eff = (k - 1) * d + 1
+    out = -(-size // s)
+    total = max((out - 1) * s + eff - size, 0)
+    return (total // 2, total - total // 2)
+
+
+def _pad_amount(v, name: str) -> int:
+    p = _int(v, name)
+    if p < 0:
+        raise ValueError(f"{name} must be >= 0; got {p}")
+    return p
+
+
+def as_padding(padding, in_hw: Pair, k_hw: Pair, stride: Pair, dilation: Pair) -> Pads:
+    """padding to ((top, bottom), (left, right))."""
+    msg = (
+        "padding must be 'VALID', 'SAME', an int, an (h, w) pair, "
+        "((top, bottom), (left, right)), or TensorFlow's explicit "
+        "[[0, 0], [top, bottom], [left, right], [0, 0]]"
+    )
+    if isinstance(padding, str):
+        mode = padding.upper()
+        if mode == "VALID":
+            return ((0, 0), (0, 0))
+        if mode == "SAME":
+            return tuple(
+                _same_pads(in_hw[a], k_hw[a], stride[a], dilation[a]) for a in (0, 1)
+            )  # type: ignore[return-value]
+        raise ValueError(f"{msg}; got the string {padding!r}")
+    if isinstance(padding, (bool, np.bool_, bytes)):
+        raise TypeError(f"{msg}; got {padding!r}")
+    if isinstance(padding, numbers.Integral):
+        p = _pad_amount(padding, "padding")
+        return ((p, p), (p, p))
+    try:
+        items = list(padding)
+    except TypeError:
+        raise TypeError(f"{msg}; got {padding!r}") from None
+    if len(items) == 2 and all(isinstance(v, numbers.Integral) for v in items):
+        h, w = (_pad_amount(v, "padding") for v in items)
+        return ((h, h), (w, w))
+    try:
+        pairs = [tuple(p) for p in items]
+    except TypeError:
+        raise TypeError(f"{msg}; got {padding!r}") from None
+    if len(pairs) == 4 and all(len(p) == 2 for p in pairs):
+        if any(_pad_amount(v, "padding") != 0 for v in pairs[0] + pairs[3]):
+            raise ValueError(
+                f"explicit padding of the batch and channel dimensions must be zero; got {padding!r}"
+            )
+        pairs = pairs[1:3]
+    if len(pairs) != 2 or any(len(p) != 2 for p in pairs):
+        raise ValueError(f"{msg}; got {padding!r}")
+    (t, b), (l, r) = pairs
+    return (
+        (_pad_amount(t, "padding"), _pad_amount(b, "padding")),
+        (_pad_amount(l, "padding"), _pad_amount(r, "padding")),
+    )
+
+
+def _out_size(size: int, pads: Pair, k: int, s: int, d: int, axis: str) -> int:
+    eff = (k - 1) * d + 1
+    padded = size + pads[0] + pads[1]
+    if padded < eff:
+        raise ValueError(
+            f"the kernel's {axis} ({k} taps, {eff} with dilation {d}) is larger than the "
+            f"padded input's {axis} ({padded}); pad the input or use a smaller kernel"
+        )
+    return (padded - eff) // s + 1
+
+
+# ---------------------------------------------------------------- everything
+def normalize(x, w, *, stride=1, padding="VALID", dilation=1, threads=None) -> Normalized:
+    """Validate and normalize one conv2d call. Raises ValueError/TypeError naming the argument."""
+    xa = _as_array(x, "x")
+    wa = _as_array(w, "w")
+    if xa.ndim != 4:
+        raise ValueError(f"x must be 4-D NHWC (N, H, W, C_in); got shape {xa.shape}")
+    if wa.ndim != 4:
+        raise ValueError(f"w must be 4-D HWIO (KH, KW, C_in, C_out); got shape {wa.shape}")
+    if xa.shape[3] != wa.shape[2]:
+        raise ValueError(
+            f"x has C_in={xa.shape[3]} channels but w expects C_in={wa.shape[2]} "
+            f"(x is NHWC {xa.shape}, w is HWIO {wa.shape}); grouped convolution is not supported"
+        )
+    if wa.shape[0] < 1 or wa.shape[1] < 1:
+        raise ValueError(f"w must have KH >= 1 and KW >= 1; got shape {wa.shape}")
+    dtype, result_dtype = compute_dtype(xa.dtype, wa.dtype)
+    stride_p = as_pair(stride, "stride")
+    dilation_p = as_pair(dilation, "dilation")
+    threads_i = as_threads(threads)
+    n, h, wd, _ = xa.shape
+    kh, kw, _, co = wa.shape
+    pads = as_padding(padding, (h, wd), (kh, kw), stride_p, dilation_p)
+    if isinstance(padding, str) and padding.upper() == "SAME":
+        # TensorFlow's rule: ceil(size / stride), zero rows for an empty input.
+        oh, ow = -(-h // stride_p[0]), -(-wd // stride_p[1])
+    else:
+        oh = _out_size(h, pads[0], kh, stride_p[0], dilation_p[0], "height")
+        ow = _out_size(wd, pads[1], kw, stride_p[1], dilation_p[1], "width")
+    return Normalized(
+        x=_prepare(xa, dtype),
+        w=_prepare(wa, dtype),
+        stride=stride_p,
+        dilation=dilation_p,
+        padding=pads,
+        threads=threads_i,
+        out_shape=(n, oh, ow, co),
+        result_dtype=result_dtype,
+    )
+
+
+def zero_pad(x: np.ndarray, pads: Pads) -> np.ndarray:
+    """x zero-padded in H and W (a new array; x itself when there is nothing to pad)."""
+    (t, b), (l, r) = pads
+    if not (t or b or l or r):
+        return x
+    n, h, w, c = x.shape
+    out = np.zeros((n, h + t + b, w + l + r, c), dtype=x.dtype)
+    out[:, t : t + h, l : l + w, :] = x
+    out.flags.writeable = False
+    return out

@@ -1,0 +1,213 @@
+"""The method registry: names -> conv2d methods, discovered through entry points.
+
+Every method, conv's own included, is declared as an entry point in the
+``conv.methods`` group whose object is a :class:`conv.Method`. Discovery reads
+entry-point metadata only; a method's module is imported the first time the
+method is used or inspected.
+
+Rules
+-----
+* A plugin that fails to import, or whose object is not a ``Method`` named like
+  its entry point, never breaks ``import conv`` or another method: listing warns
+  once (naming the plugin, its distribution and the error) and leaves it out;
+  using it raises :class:`conv.MethodError` chained to the original exception.
+* Two distributions declaring one name: conv's own declaration wins; otherwise
+  the distribution whose name sorts first wins. A warning names both.
+* ``register_method`` adds a method at run time; it refuses an existing name
+  unless ``replace=True``. Run-time registrations take precedence over entry points.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Dict, List, Optional
+
+from ._contract import Method, MethodError, MethodUnavailableError
+
+GROUP = "conv.methods"
+OWN_DISTRIBUTION = "conv"
+
+
+class PluginWarning(UserWarning):
+    """A conv.methods plugin could not be loaded, or two plugins claim one name."""
+
+
+@dataclass
+class _Entry:
+    name: str
+    entry_point: Optional[metadata.EntryPoint]
+    distribution: Optional[str]
+    version: Optional[str]
+    method: Optional[Method] = None
+    error: Optional[MethodError] = None
+    warned: bool = False
+
+
+def _dist_of(ep: metadata.EntryPoint):
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    return dist.metadata["Name"], dist.version
+
+
+def _canonical(dist_name: Optional[str]) -> str:
+    return (dist_name or "").lower().replace("_", "-")
+
+
+class Registry:
+    """The one registry. Thread-safe; discovery happens once, on first use."""
+
+    def __init__(self, group: str = GROUP):
+        self.group = group
+        self._lock = threading.RLock()
+        self._entries: Optional[Dict[str, _Entry]] = None
+        self._runtime: Dict[str, _Entry] = {}
+
+    # ---------------------------------------------------------- discovery
+    def _discover(self) -> Dict[str, _Entry]:
+        with self._lock:
+            if self._entries is not None:
+                return self._entries
+            candidates: Dict[str, List[_Entry]] = {}
+            seen = set()
+            for ep in metadata.entry_points(group=self.group):
+                dist, version = _dist_of(ep)
+                key = (ep.name, _canonical(dist), ep.value)
+                if key in seen:  # the same distribution visible twice on sys.path
+                    continue
+                seen.add(key)
+                candidates.setdefault(ep.name, []).append(_Entry(ep.name, ep, dist, version))
+            entries = {}
+            for name, cands in candidates.items():
+                cands.sort(key=lambda e: (_canonical(e.distribution) != OWN_DISTRIBUTION,
+                                          _canonical(e.distribution), e.entry_point.value))
+                winner = cands[0]
+                if len(cands) > 1:
+                    losers = ", ".join(
+                        f"{e.distribution} ({e.entry_point.value})" for e in cands[1:]
+                    )
+                    warnings.warn(
+                        f"conv method {name!r} is declared by several distributions; using "
+                        f"{winner.distribution} ({winner.entry_point.value}) and ignoring "
+                        f"{losers}. conv's own methods win, then distribution names in "
+                        f"alphabetical order.",
+                        PluginWarning,
+                        stacklevel=4,
+                    )
+                entries[name] = winner
+            self._entries = entries
+            return entries
+
+    def _all(self) -> Dict[str, _Entry]:
+        merged = dict(self._discover())
+        merged.update(self._runtime)
+        return merged
+
+    def _load(self, entry: _Entry) -> Method:
+        """Import an entry point's module (once) and check its object."""
+        with self._lock:
+            if entry.method is not None:
+                return entry.method
+            if entry.error is not None:
+                raise entry.error
+            where = f"{entry.entry_point.value!r} from distribution {entry.distribution or '?'}"
+            try:
+                obj = entry.entry_point.load()
+            except Exception as exc:  # noqa: BLE001 - isolation is the point
+                entry.error = MethodError(
+                    f"conv method {entry.name!r} ({where}) failed to import: "
+                    f"{type(exc).__name__}: {exc}",
+                    exc,
+                )
+                entry.error.__cause__ = exc
+                raise entry.error from exc
+            if not isinstance(obj, Method):
+                entry.error = MethodError(
+                    f"conv method {entry.name!r} ({where}) is a {type(obj).__name__}, "
+                    f"not a conv.Method"
+                )
+                raise entry.error
+            if obj.name != entry.name:
+                entry.error = MethodError(
+                    f"conv method {entry.name!r} ({where}) is a Method named {obj.name!r}; "
+                    f"the entry point's name and Method.name must agree"
+                )
+                raise entry.error
+            entry.method = obj.with_origin(entry.distribution, entry.version)
+            return entry.method
+
+    def _try_load(self, entry: _Entry) -> Optional[Method]:
+        try:
+            return self._load(entry)
+        except MethodError as exc:
+            if not entry.warned:
+                entry.warned = True
+                warnings.warn(str(exc), PluginWarning, stacklevel=4)
+            return None
+
+    # ------------------------------------------------------------- public
+    def names(self) -> List[str]:
+        """Every declared name, loaded or not (no imports)."""
+        return sorted(self._all())
+
+    def list_methods(self) -> List[str]:
+        """Names of the methods that can run here: loadable, requirements installed."""
+        usable = []
+        for name, entry in sorted(self._all().items()):
+            method = self._try_load(entry)
+            if method is not None and method.is_available():
+                usable.append(name)
+        return usable
+
+    def get_method(self, name: str) -> Method:
+        """The Method called ``name`` (loaded, possibly unavailable here)."""
+        if not isinstance(name, str):
+            raise TypeError(f"method must be a str; got {type(name).__name__}")
+        entries = self._all()
+        if name not in entries:
+            raise ValueError(
+                f"unknown conv2d method {name!r}; installed: {', '.join(self.list_methods()) or 'none'}"
+                + ("" if entries else " (no methods are registered: is conv installed with pip?)")
+            )
+        return self._load(entries[name])
+
+    def usable(self, name: str) -> Method:
+        """get_method, plus a clear error when its optional dependency is missing."""
+        method = self.get_method(name)
+        missing = method.missing_requirements()
+        if missing:
+            hint = f" Install it with: {method.install_hint}" if method.install_hint else ""
+            raise MethodUnavailableError(
+                f"conv method {name!r} needs {', '.join(missing)}, which is not installed.{hint}"
+            )
+        return method
+
+    def register(self, method: Method, *, replace: bool = False) -> Method:
+        if not isinstance(method, Method):
+            raise TypeError(f"register_method expects a conv.Method; got {type(method).__name__}")
+        with self._lock:
+            if not replace and method.name in self._all():
+                raise ValueError(
+                    f"a conv method named {method.name!r} is already registered; "
+                    f"pass replace=True to override it"
+                )
+            method = method.with_origin(None, None)
+            self._runtime[method.name] = _Entry(method.name, None, None, None, method=method)
+            return method
+
+    def unregister(self, name: str) -> None:
+        """Remove a run-time registration (entry points cannot be removed)."""
+        with self._lock:
+            if name not in self._runtime:
+                raise ValueError(f"{name!r} was not registered at run time")
+            del self._runtime[name]
+
+    def reload(self) -> None:
+        """Forget discovered entry points (after installing a plugin in this process)."""
+        with self._lock:
+            self._entries = None
+
+
+REGISTRY = Registry()
