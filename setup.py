@@ -13,6 +13,7 @@ Everything about compilation lives here, once:
 Ask an installed conv which build it is: ``python -c "import conv; conv.show_config()"``.
 """
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -41,8 +42,21 @@ DIRECTIVES = {
 
 EXTENSIONS = [
     Extension("conv._buildinfo", ["conv/_buildinfo.pyx"]),
-    Extension("conv.methods._direct", ["conv/methods/_direct.pyx"]),
+    Extension("conv.methods._kernels", ["conv/methods/_kernels.pyx"]),
 ]
+# Kernels also built for AVX2+FMA; conv.methods._simd picks one at import.
+SIMD_KERNELS = ["conv.methods._kernels"]
+
+
+def _is_x86_64():
+    machine = (sysconfig.get_platform() + " " + platform.machine()).lower()
+    return any(tag in machine for tag in ("x86_64", "amd64", "win-amd64"))
+
+
+if _is_x86_64():
+    for _name in SIMD_KERNELS:
+        _path = _name.replace(".", "/") + "_avx2.pyx"
+        EXTENSIONS.append(Extension(_name + "_avx2", [_path]))
 
 _OPENMP_TEST = textwrap.dedent(
     r"""
@@ -116,13 +130,17 @@ class BuildExt(build_ext):
             cflags.append("/O2")
         else:
             cflags += ["-O0", "-g"] if DEBUG else ["-O3"]
+            cflags.append("-Wno-psabi")  # 32-byte vector types in the portable build are fine
             if _env_flag("CONV_NATIVE"):
                 cflags.append("-march=native")
         if omp is not None:
             cflags += omp[0]
             ldflags += omp[1]
         for ext in self.extensions:
-            ext.extra_compile_args = list(ext.extra_compile_args or []) + cflags
+            extra = []
+            if ext.name.endswith("_avx2"):
+                extra = ["/arch:AVX2"] if ctype == "msvc" else ["-mavx2", "-mfma"]
+            ext.extra_compile_args = list(ext.extra_compile_args or []) + cflags + extra
             ext.extra_link_args = list(ext.extra_link_args or []) + ldflags
         super().build_extensions()
 

@@ -1,0 +1,47 @@
+"""The compiled kernels: pick the build this CPU can run, pack weights, call a driver."""
+from __future__ import annotations
+
+import importlib
+import os
+
+import numpy as np
+
+from .._config import cpu_has
+from .._contract import Problem
+
+
+def _load_variant():
+    """The AVX2+FMA build when NumPy's run-time detection finds both, else the portable
+    build. CONV_FORCE_PORTABLE=1 skips the AVX2 build (to test the portable one)."""
+    force = os.environ.get("CONV_FORCE_PORTABLE", "").strip() not in ("", "0")
+    if not force and cpu_has("AVX2", "FMA3"):
+        try:
+            return importlib.import_module("conv.methods._kernels_avx2")
+        except ImportError:  # not built for this platform
+            pass
+    return importlib.import_module("conv.methods._kernels")
+
+
+impl = _load_variant()
+
+
+def pack_weights(w: np.ndarray) -> np.ndarray:
+    """(KH, KW, C_in, C_out) -> (C_out tiles, KH, KW, C_in, NR), zero-filled past C_out,
+    so the micro-kernel streams one channel tile's weights contiguously."""
+    kh, kw, ci, co = w.shape
+    nr = impl.NR[w.dtype.name]
+    tiles = -(-co // nr)
+    if tiles * nr != co:
+        padded = np.zeros((kh, kw, ci, tiles * nr), dtype=w.dtype)
+        padded[..., :co] = w
+        w = padded
+    return np.ascontiguousarray(w.reshape(kh, kw, ci, tiles, nr).transpose(3, 0, 1, 2, 4))
+
+
+def run(driver, p: Problem) -> np.ndarray:
+    out = np.empty(p.out_shape, dtype=p.dtype)
+    driver(
+        p.x, pack_weights(p.w), out, p.stride[0], p.stride[1],
+        p.dilation[0], p.dilation[1], p.padding[0][0], p.padding[1][0], p.threads,
+    )
+    return out

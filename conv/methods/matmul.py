@@ -1,0 +1,26 @@
+""""matmul": the article's matmul-slicing approach, compiled.
+
+For each kernel tap (i, j), the strided input slice it reads times w[i, j] is one
+(pixels x C_in) @ (C_in x C_out) product, accumulated into the output. The
+products run on the same register-blocked micro-kernel as "direct", blocked by
+output row so the accumulating row stays in cache; the results equal "direct" bit
+for bit (same summation order), the loop order is the article's.
+"""
+from __future__ import annotations
+
+from .._contract import Method, Problem
+from . import _compiled
+
+
+def _kernel(p: Problem):
+    return _compiled.run(_compiled.impl.conv2d_matmul, p)
+
+
+METHOD = Method(
+    name="matmul",
+    kernel=_kernel,
+    description="The article's per-kernel-position matmul over input slices, in Cython on "
+    "a register-blocked micro-kernel; nogil, OpenMP prange, AVX2+FMA build chosen at run time.",
+    parallel=True,
+    pads_itself=True,
+)
