@@ -1,6 +1,8 @@
 """conv.conv2d: front end -> registry -> kernel, and nothing else."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from . import _auto
@@ -63,11 +65,15 @@ def run(method: Method, norm: Normalized) -> np.ndarray:
     if norm.x.shape[3] == 0:  # a sum over no input channels
         return np.zeros(norm.out_shape, dtype=norm.dtype)
     x, pads = norm.x, norm.padding
-    if not method.pads_itself:
-        x, pads = zero_pad(x, pads), ((0, 0), (0, 0))
     stride, dilation = norm.stride, norm.dilation
     need_stride = stride != (1, 1) and not method.supports_stride
     need_dilation = dilation != (1, 1) and not method.supports_dilation
+    we_pad = not method.pads_itself or need_dilation
+    if we_pad and any(pads[0] + pads[1]) and not np.isfinite(norm.w).all():
+        # Zero padding would turn Inf * 0 into NaN where padded taps must be skipped.
+        return _banded(method, norm)
+    if not method.pads_itself:
+        x, pads = zero_pad(x, pads), ((0, 0), (0, 0))
     if not (need_stride or need_dilation):
         return _call(method, Problem(x, norm.w, stride, dilation, pads, norm.threads, norm.out_shape))
     if not need_dilation:
@@ -77,6 +83,55 @@ def run(method: Method, norm: Normalized) -> np.ndarray:
             x, pads = zero_pad(x, pads), ((0, 0), (0, 0))
         full = _phases(method, x, norm.w, dilation, norm.threads)
     return np.ascontiguousarray(full[:, :: stride[0], :: stride[1], :][:, :oh, :ow, :])
+
+
+def _bands(out_size, in_size, k, s, d, pad_before):
+    """Runs of consecutive output indices whose in-bounds taps are the same range
+    [t0, t1): (o0, o1, t0, t1) each."""
+    bands = []
+    for o in range(out_size):
+        first = o * s - pad_before  # input index of tap 0
+        t0 = max(0, -(first // d))  # ceil(-first / d)
+        t1 = max(t0, min(k, (in_size - 1 - first) // d + 1))
+        if bands and bands[-1][2:] == [t0, t1]:
+            bands[-1][1] = o + 1
+        else:
+            bands.append([o, o + 1, t0, t1])
+    return bands
+
+
+def _readonly(a):
+    a = np.ascontiguousarray(a)
+    a.flags.writeable = False
+    return a
+
+
+def _banded(method, norm: Normalized) -> np.ndarray:
+    """Padding without zeros, for a method conv pads for: each band of outputs sharing
+    one range of in-bounds taps is a VALID problem on an input window with the kernel
+    cropped to those taps; outputs with no in-bounds tap are exactly zero."""
+    x, w = norm.x, norm.w
+    n, _, _, co = norm.out_shape
+    (sh, sw), (dh, dw) = norm.stride, norm.dilation
+    (pt, _), (pl, _) = norm.padding
+    out = np.empty(norm.out_shape, dtype=norm.dtype)
+    for o0, o1, a0, a1 in _bands(norm.out_shape[1], x.shape[1], w.shape[0], sh, dh, pt):
+        for p0, p1, b0, b1 in _bands(norm.out_shape[2], x.shape[2], w.shape[1], sw, dw, pl):
+            if a0 == a1 or b0 == b1:
+                out[:, o0:o1, p0:p1, :] = 0
+                continue
+            y, xx = o0 * sh + a0 * dh - pt, p0 * sw + b0 * dw - pl
+            rows = (o1 - o0 - 1) * sh + (a1 - a0 - 1) * dh + 1
+            cols = (p1 - p0 - 1) * sw + (b1 - b0 - 1) * dw + 1
+            sub = dataclasses.replace(
+                norm,
+                x=_readonly(x[:, y : y + rows, xx : xx + cols, :]),
+                w=_readonly(w[a0:a1, b0:b1]),
+                padding=((0, 0), (0, 0)),
+                out_shape=(n, o1 - o0, p1 - p0, co),
+            )
+            out[:, o0:o1, p0:p1, :] = run(method, sub)
+    return out
 
 
 def _dense(method, x, w, dilation, pads, threads, stride):

@@ -19,10 +19,12 @@ SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class MethodError(RuntimeError):
-    """A registered method cannot be loaded, or broke the kernel contract.
+    """A registered method cannot be loaded, or its kernel broke the contract
+    (returned something other than an ndarray of the promised shape and dtype).
 
-    When the method's own code raised, the original exception is chained as
-    ``__cause__`` (and kept on ``.original``).
+    When importing the method raised, the original exception is chained as
+    ``__cause__`` (and kept on ``.original``). An exception raised by a kernel while
+    computing propagates unchanged.
     """
 
     def __init__(self, message: str, original: Optional[BaseException] = None):
@@ -125,10 +127,10 @@ class Method:
 
         missing = []
         for mod in self.requires:
-            try:
+            try:  # find_spec("a.b") imports "a", which may raise anything
                 if importlib.util.find_spec(mod) is None:
                     missing.append(mod)
-            except (ImportError, ValueError):
+            except Exception:  # noqa: BLE001
                 missing.append(mod)
         return tuple(missing)
 

@@ -115,7 +115,7 @@ class Registry:
             where = f"{entry.entry_point.value!r} from distribution {entry.distribution or '?'}"
             try:
                 obj = entry.entry_point.load()
-            except Exception as exc:  # noqa: BLE001 - isolation is the point
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - isolation is the point
                 entry.error = MethodError(
                     f"conv method {entry.name!r} ({where}) failed to import: "
                     f"{type(exc).__name__}: {exc}",

@@ -53,6 +53,19 @@ cdef inline Py_ssize_t _tile_x(Py_ssize_t t, Py_ssize_t OW) noexcept nogil:
     return ox0
 
 
+cdef inline void _decode(Py_ssize_t task, Py_ssize_t rows, Py_ssize_t ncot, bint rows_outer,
+                         Py_ssize_t* cot, Py_ssize_t* row) noexcept nogil:
+    """Task -> (channel tile, output row). rows_outer keeps one input row hot while every
+    channel tile passes over it (best when all packed weights fit in cache); otherwise one
+    channel tile's weights stay hot while the rows stream past."""
+    if rows_outer:
+        row[0] = task // ncot
+        cot[0] = task - row[0] * ncot
+    else:
+        cot[0] = task // rows
+        row[0] = task - cot[0] * rows
+
+
 cdef inline Py_ssize_t _chunk(Py_ssize_t ntask, int threads) noexcept nogil:
     cdef Py_ssize_t c = ntask // (16 * threads)
     return c if c > 1 else 1
@@ -61,7 +74,7 @@ cdef inline Py_ssize_t _chunk(Py_ssize_t ntask, int threads) noexcept nogil:
 def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
                   real[:, :, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw,
                   Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl,
-                  int threads):
+                  int threads, bint rows_outer=False):
     """Direct order: each tile sums over every tap before it is stored.
 
     x: (N, H, W, C_in), unpadded; wp: (channel tiles, KH, KW, C_in, NR) from
@@ -81,8 +94,7 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     with nogil:
         for task in prange(ntask, num_threads=threads, schedule="dynamic",
                            chunksize=_chunk(ntask, threads)):
-            cot = task // rows
-            row = task - cot * rows
+            _decode(task, rows, ncot, rows_outer, &cot, &row)
             n = row // OH
             oy = row - n * OH
             nc = <int>(CO - cot * nr if CO - cot * nr < nr else nr)
@@ -96,7 +108,7 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
 def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
                   real[:, :, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw,
                   Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl,
-                  int threads):
+                  int threads, bint rows_outer=False):
     """The article's order: for each kernel tap (i, j), one (pixels x C_in) @
     (C_in x NR) product over the strided input slice, accumulated into the output.
     Blocked by output row so the row being accumulated stays in cache. Same
@@ -113,8 +125,7 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     with nogil:
         for task in prange(ntask, num_threads=threads, schedule="dynamic",
                            chunksize=_chunk(ntask, threads)):
-            cot = task // rows
-            row = task - cot * rows
+            _decode(task, rows, ncot, rows_outer, &cot, &row)
             n = row // OH
             oy = row - n * OH
             nc = <int>(CO - cot * nr if CO - cot * nr < nr else nr)
