@@ -43,7 +43,7 @@ def conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1, thread
         raise TypeError(f"method must be a str; got {type(method).__name__}")
     norm = normalize(x, w, stride=stride, padding=padding, dilation=dilation, threads=threads)
     if method == "auto":
-        chosen = REGISTRY.usable(_auto.choose(norm, REGISTRY.list_methods()))
+        chosen = _auto.choose(norm, REGISTRY)
     else:
         chosen = REGISTRY.usable(method)
     out = run(chosen, norm)

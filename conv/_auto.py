@@ -5,18 +5,31 @@ see README "Choosing a method". It never picks "python".
 """
 from __future__ import annotations
 
-from typing import Sequence
-
+from ._contract import Method, MethodError
 from ._frontend import Normalized
 
-PREFERENCE = ("numpy", "direct")
+PREFERENCE = ("direct", "matmul", "numpy")
 
 
-def choose(norm: Normalized, available: Sequence[str]) -> str:
-    for name in PREFERENCE:
-        if name in available:
-            return name
+def candidates(norm: Normalized):
+    """Method names to try for this problem, best first."""
+    return PREFERENCE
+
+
+def choose(norm: Normalized, registry) -> Method:
+    """The first candidate that is registered, loads, is available and computes the
+    problem's dtype. Looks candidates up directly (no full plugin scan per call)."""
+    tried = []
+    for name in candidates(norm):
+        try:
+            method = registry.get_method(name)
+        except (ValueError, MethodError) as exc:
+            tried.append(f"{name} ({exc.__class__.__name__})")
+            continue
+        if norm.dtype.name in method.dtypes and method.is_available():
+            return method
+        tried.append(name)
     raise ValueError(
-        "method='auto' found none of its candidates installed "
-        f"({', '.join(PREFERENCE)}); installed: {', '.join(available) or 'none'}"
+        "method='auto' found none of its candidates usable "
+        f"({', '.join(tried)}); installed: {', '.join(registry.list_methods()) or 'none'}"
     )

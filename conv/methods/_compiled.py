@@ -38,12 +38,26 @@ def pack_weights(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(kh, kw, ci, tiles, nr).transpose(3, 0, 1, 2, 4))
 
 
+# Below this much work per thread, starting an OpenMP team costs more than it saves
+# (and on a busy machine the team waits for a thread the OS has not scheduled yet).
+FLOPS_PER_THREAD = 2_000_000
+
+
+def threads_for(p: Problem) -> int:
+    """p.threads, capped so each thread gets at least FLOPS_PER_THREAD of work. The
+    kernels' results do not depend on the thread count, only their speed does."""
+    return max(1, min(p.threads, p.flops // FLOPS_PER_THREAD))
+
+
 def run(driver, p: Problem) -> np.ndarray:
     out = np.empty(p.out_shape, dtype=p.dtype)
     wp = pack_weights(p.w)
+    zeros = np.zeros(max(1, p.w.shape[1] * p.w.shape[2]), dtype=p.dtype)
     driver(
-        p.x, wp, out, p.stride[0], p.stride[1],
-        p.dilation[0], p.dilation[1], p.padding[0][0], p.padding[1][0], p.threads,
-        wp.nbytes <= p.x.nbytes,  # rows outer when all weights are the smaller operand
+        p.x, wp, zeros, out, p.stride[0], p.stride[1], p.dilation[0], p.dilation[1],
+        p.padding[0][0], p.padding[1][0],
+        bool(np.isfinite(p.w).all()),  # padded taps may read zeros instead of being skipped
+        wp.nbytes <= p.x.nbytes,  # input blocks outer when all weights are the smaller operand
+        threads_for(p),
     )
     return out

@@ -1,30 +1,69 @@
-/* One output tile of the direct convolution: MR consecutive output pixels of one
- * output row times NR output channels, summed over every kernel tap and input
- * channel. Included by _ukernel.h once per element type with T (element), V (a
- * 32-byte vector of T), L (lanes of V) and TILE (function name) defined.
+/* One output tile of the convolution: MR consecutive output pixels of image n (in
+ * the flattened (oy, ox) order, so a tile may cross the end of an output row) times
+ * NR output channels, summed over kernel taps and input channels. Included by
+ * _ukernel.h once per element type with T (element), V (a 32-byte vector of T), L
+ * (lanes of V), LOADV/STOREV and TILE (the function's name) defined.
  *
- * x     input image n, (H, W, CI) contiguous
- * wp    packed weights of this channel tile: (KH, KW, CI, NR), zero-filled past C_out
- * out   first output element of the tile; ldo = C_out (elements between pixels)
- * mr    output pixels in this tile (<= MR); nc: output channels to store (<= NR)
- * iy0   input row of tap i = 0 (oy*sh - pad_top); ix0: input column of the tile's first
- *       pixel at tap j = 0 (ox0*sw - pad_left)
- * accumulate  0: the tile is overwritten; 1: the sums continue from the values in out
- *       (the tap-by-tap "matmul" order, which then equals the direct order bit for bit)
- * Taps that land in the padding are skipped, never multiplied. Each output element
- * is accumulated in the order (i, j, c_in) whatever the path or thread count.
+ * x      image n of the input, (H, W, CI) contiguous, unpadded
+ * wp     packed weights of this channel tile, (KH, KW, CI, NR), zero past C_out
+ * zeros  KW*CI zeros, read in place of a tap that falls in the padding
+ * out    output pixel p0 of image n at this channel tile; CO elements between pixels
+ * mr     pixels in the tile (<= MR); nc: channels to store (<= NR)
+ * p0     the tile's first pixel, oy*OW + ox
+ * pt, pl top/left padding
+ * zeros_exact  1 when every weight is finite: then 0 * w == 0 and reading zeros for
+ *        a padded tap is the same as skipping it. 0 when a weight is Inf/NaN: padded
+ *        taps are then skipped row by row (Inf * 0 would be NaN).
+ * accumulate   0: overwrite the tile; 1: continue the sums from the values in out
+ *        (the tap-by-tap "matmul" order, which then equals the direct order bit for bit)
+ *
+ * Each output element is accumulated in the order (i, j, c_in) whatever the path,
+ * tile position or thread count.
  */
 #define NR (2 * L)
 
-static void TILE(const T *restrict x, const T *restrict wp, T *restrict out, ptrdiff_t ldo,
-                 int mr, int nc, ptrdiff_t H, ptrdiff_t W, ptrdiff_t CI, ptrdiff_t KH,
-                 ptrdiff_t KW, ptrdiff_t iy0, ptrdiff_t ix0, ptrdiff_t sw, ptrdiff_t dh,
-                 ptrdiff_t dw, int accumulate)
+#define CONV_FMA_ROW(A, CA, CB) do { const T a_ = (A); CA += w0 * a_; CB += w1 * a_; } while (0)
+
+/* All MR rows, K consecutive (input, weight row) pairs from row pointers Q[0..5]. */
+#define CONV_FULL(Q, WT, K)                                                    \
+    do {                                                                       \
+        const T *q0 = (Q)[0], *q1 = (Q)[1], *q2 = (Q)[2];                      \
+        const T *q3 = (Q)[3], *q4 = (Q)[4], *q5 = (Q)[5];                      \
+        const T *wt_ = (WT);                                                   \
+        const ptrdiff_t kk_ = (K);                                             \
+        for (ptrdiff_t k = 0; k < kk_; k++) {                                  \
+            const V w0 = LOADV(wt_ + k * NR), w1 = LOADV(wt_ + k * NR + L);    \
+            CONV_FMA_ROW(q0[k], c00, c01);                                     \
+            CONV_FMA_ROW(q1[k], c10, c11);                                     \
+            CONV_FMA_ROW(q2[k], c20, c21);                                     \
+            CONV_FMA_ROW(q3[k], c30, c31);                                     \
+            CONV_FMA_ROW(q4[k], c40, c41);                                     \
+            CONV_FMA_ROW(q5[k], c50, c51);                                     \
+        }                                                                      \
+    } while (0)
+
+/* One row R only (the skip path for non-finite weights). */
+#define CONV_ONE(R, Q, WT, CA, CB)                                             \
+    do {                                                                       \
+        const T *q_ = (Q);                                                     \
+        for (ptrdiff_t k = 0; k < CI; k++) {                                   \
+            const V w0 = LOADV((WT) + k * NR), w1 = LOADV((WT) + k * NR + L);  \
+            CONV_FMA_ROW(q_[k], CA, CB);                                       \
+        }                                                                      \
+    } while (0)
+
+static void TILE(const T *restrict x, const T *restrict wp, const T *restrict zeros,
+                 T *restrict out, ptrdiff_t CO, int mr, int nc, ptrdiff_t p0, ptrdiff_t OW,
+                 ptrdiff_t H, ptrdiff_t W, ptrdiff_t CI, ptrdiff_t KH, ptrdiff_t KW,
+                 ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt,
+                 ptrdiff_t pl, int zeros_exact, int accumulate)
 {
     V c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};
     V c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
-    const ptrdiff_t xs = sw * CI; /* elements between the tile's pixels in x */
-    ptrdiff_t i, j, k;
+    ptrdiff_t iy0[CONV_MR], ix0[CONV_MR];
+    const T *rowp[CONV_MR], *q[CONV_MR];
+    int rowok[CONV_MR], ok[CONV_MR];
+    ptrdiff_t i, j;
     int r;
 
     if (accumulate) {
@@ -33,11 +72,11 @@ static void TILE(const T *restrict x, const T *restrict wp, T *restrict out, ptr
         ptrdiff_t ld = NR;
         if (mr == CONV_MR && nc == NR) {
             src = out;
-            ld = ldo;
+            ld = CO;
         } else {
             memset(tmp, 0, sizeof tmp);
             for (r = 0; r < mr; r++)
-                memcpy(tmp + r * NR, out + r * ldo, (size_t)nc * sizeof(T));
+                memcpy(tmp + r * NR, out + r * CO, (size_t)nc * sizeof(T));
         }
         c00 = LOADV(src);          c01 = LOADV(src + L);
         c10 = LOADV(src + ld);     c11 = LOADV(src + ld + L);
@@ -47,74 +86,70 @@ static void TILE(const T *restrict x, const T *restrict wp, T *restrict out, ptr
         c50 = LOADV(src + 5 * ld); c51 = LOADV(src + 5 * ld + L);
     }
 
-/* Every row of the tile, K consecutive (input value, weight row) pairs. */
-#define CONV_FULL(XP, WT, K)                                                   \
-    do {                                                                       \
-        const T *xp_ = (XP), *wt_ = (WT);                                      \
-        for (k = 0; k < (K); k++) {                                            \
-            V w0 = LOADV(wt_ + k * NR), w1 = LOADV(wt_ + k * NR + L);          \
-            T a;                                                               \
-            a = xp_[k];          c00 += w0 * a; c01 += w1 * a;                 \
-            a = xp_[xs + k];     c10 += w0 * a; c11 += w1 * a;                 \
-            a = xp_[2 * xs + k]; c20 += w0 * a; c21 += w1 * a;                 \
-            a = xp_[3 * xs + k]; c30 += w0 * a; c31 += w1 * a;                 \
-            a = xp_[4 * xs + k]; c40 += w0 * a; c41 += w1 * a;                 \
-            a = xp_[5 * xs + k]; c50 += w0 * a; c51 += w1 * a;                 \
-        }                                                                      \
-    } while (0)
-/* One row R of the tile, one tap. */
-#define CONV_ROW(R, CA, CB)                                                    \
-    for (k = 0; k < CI; k++) {                                                 \
-        T a = xp[(R) * xs + k];                                                \
-        CA += LOADV(wt + k * NR) * a;                                          \
-        CB += LOADV(wt + k * NR + L) * a;                                      \
+    {   /* input position of tap (0, 0) for each pixel of the tile */
+        ptrdiff_t oy = p0 / OW, ox = p0 - (p0 / OW) * OW;
+        for (r = 0; r < CONV_MR; r++) {
+            iy0[r] = oy * sh - pt;
+            ix0[r] = ox * sw - pl;
+            if (++ox == OW) {
+                ox = 0;
+                oy++;
+            }
+        }
     }
 
     for (i = 0; i < KH; i++) {
-        const ptrdiff_t iy = iy0 + i * dh;
-        if (iy < 0 || iy >= H)
-            continue;
-        const T *xrow = x + iy * W * CI;
         const T *wrow = wp + i * KW * CI * NR;
-        if (dw == 1 && mr == CONV_MR && ix0 >= 0 && ix0 + (CONV_MR - 1) * sw + KW - 1 < W) {
-            /* the whole kernel row is inside: its KW*CI inputs are contiguous */
-            CONV_FULL(xrow + ix0 * CI, wrow, KW * CI);
+        int any = 0, whole = (dw == 1 || KW == 1);
+        for (r = 0; r < CONV_MR; r++) {
+            const ptrdiff_t iy = iy0[r] + i * dh;
+            rowok[r] = r < mr && iy >= 0 && iy < H;
+            rowp[r] = x + iy * W * CI;
+            any |= rowok[r];
+            if (r < mr && !(rowok[r] && ix0[r] >= 0 && ix0[r] + (KW - 1) * dw < W))
+                whole = 0;
+        }
+        if (!any)
+            continue;
+        if (whole) {
+            /* every pixel's whole kernel row is inside: KW*CI contiguous inputs each */
+            for (r = 0; r < CONV_MR; r++)
+                q[r] = r < mr ? rowp[r] + ix0[r] * CI : zeros;
+            CONV_FULL(q, wrow, KW * CI);
             continue;
         }
         for (j = 0; j < KW; j++) {
-            const ptrdiff_t ix = ix0 + j * dw;
-            const T *xp = xrow + ix * CI;
             const T *wt = wrow + j * CI * NR;
-            /* rows r with 0 <= ix + r*sw < W, r < mr */
-            const ptrdiff_t lo_ = ix >= 0 ? 0 : (-ix + sw - 1) / sw;
-            const ptrdiff_t hi_ = ix <= W - 1 ? (W - 1 - ix) / sw + 1 : 0;
-            const int lo = lo_ < mr ? (int)lo_ : mr;
-            const int hi = hi_ < mr ? (int)hi_ : mr;
-            if (lo == 0 && hi == CONV_MR) {
-                CONV_FULL(xp, wt, CI);
+            int nok = 0, exact = 1;
+            for (r = 0; r < CONV_MR; r++) {
+                const ptrdiff_t ix = ix0[r] + j * dw;
+                ok[r] = rowok[r] && ix >= 0 && ix < W;
+                q[r] = ok[r] ? rowp[r] + ix * CI : zeros;
+                nok += ok[r];
+                if (!ok[r] && r < mr)
+                    exact = zeros_exact;
+            }
+            if (!nok)
+                continue;
+            if (exact) {
+                CONV_FULL(q, wt, CI);
                 continue;
             }
-            for (r = lo; r < hi; r++) {
-                switch (r) {
-                case 0: CONV_ROW(0, c00, c01) break;
-                case 1: CONV_ROW(1, c10, c11) break;
-                case 2: CONV_ROW(2, c20, c21) break;
-                case 3: CONV_ROW(3, c30, c31) break;
-                case 4: CONV_ROW(4, c40, c41) break;
-                default: CONV_ROW(5, c50, c51) break;
-                }
-            }
+            if (ok[0]) CONV_ONE(0, q[0], wt, c00, c01);
+            if (ok[1]) CONV_ONE(1, q[1], wt, c10, c11);
+            if (ok[2]) CONV_ONE(2, q[2], wt, c20, c21);
+            if (ok[3]) CONV_ONE(3, q[3], wt, c30, c31);
+            if (ok[4]) CONV_ONE(4, q[4], wt, c40, c41);
+            if (ok[5]) CONV_ONE(5, q[5], wt, c50, c51);
         }
     }
-#undef CONV_FULL
-#undef CONV_ROW
 
     if (mr == CONV_MR && nc == NR) {
-        STOREV(out, c00); STOREV(out + L, c01); out += ldo;
-        STOREV(out, c10); STOREV(out + L, c11); out += ldo;
-        STOREV(out, c20); STOREV(out + L, c21); out += ldo;
-        STOREV(out, c30); STOREV(out + L, c31); out += ldo;
-        STOREV(out, c40); STOREV(out + L, c41); out += ldo;
+        STOREV(out, c00); STOREV(out + L, c01); out += CO;
+        STOREV(out, c10); STOREV(out + L, c11); out += CO;
+        STOREV(out, c20); STOREV(out + L, c21); out += CO;
+        STOREV(out, c30); STOREV(out + L, c31); out += CO;
+        STOREV(out, c40); STOREV(out + L, c41); out += CO;
         STOREV(out, c50); STOREV(out + L, c51);
     } else {
         T tmp[CONV_MR * NR];
@@ -125,8 +160,11 @@ static void TILE(const T *restrict x, const T *restrict wp, T *restrict out, ptr
         STOREV(tmp + 4 * NR, c40); STOREV(tmp + 4 * NR + L, c41);
         STOREV(tmp + 5 * NR, c50); STOREV(tmp + 5 * NR + L, c51);
         for (r = 0; r < mr; r++)
-            memcpy(out + r * ldo, tmp + r * NR, (size_t)nc * sizeof(T));
+            memcpy(out + r * CO, tmp + r * NR, (size_t)nc * sizeof(T));
     }
 }
 
+#undef CONV_FULL
+#undef CONV_ONE
+#undef CONV_FMA_ROW
 #undef NR

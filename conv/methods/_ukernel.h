@@ -65,34 +65,38 @@ static inline void conv_store_d(double *p, conv_vd v) { memcpy(p, &v, sizeof v);
 #undef STOREV
 #undef TILE
 
-#else /* no vector extensions: the same tile, scalar */
+#else /* no vector extensions: the same tile, scalar, padded taps always skipped */
 
-#define CONV_SCALAR_TILE(NAME, T, NR)                                                     \
-static void NAME(const T *x, const T *wp, T *out, ptrdiff_t ldo, int mr, int nc,         \
-                 ptrdiff_t H, ptrdiff_t W, ptrdiff_t CI, ptrdiff_t KH, ptrdiff_t KW,      \
-                 ptrdiff_t iy0, ptrdiff_t ix0, ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw,  \
-                 int accumulate)                                                          \
-{                                                                                         \
-    T acc[CONV_MR * NR];                                                                  \
-    ptrdiff_t i, j, k, c; int r;                                                          \
-    for (c = 0; c < CONV_MR * NR; c++) acc[c] = 0;                                        \
-    if (accumulate)                                                                       \
-        for (r = 0; r < mr; r++) memcpy(acc + r * NR, out + r * ldo, (size_t)nc * sizeof(T)); \
-    for (i = 0; i < KH; i++) {                                                            \
-        ptrdiff_t iy = iy0 + i * dh;                                                      \
-        if (iy < 0 || iy >= H) continue;                                                  \
-        for (j = 0; j < KW; j++) {                                                        \
-            const T *wt = wp + (i * KW + j) * CI * NR;                                    \
-            for (r = 0; r < mr; r++) {                                                    \
-                ptrdiff_t ix = ix0 + r * sw + j * dw;                                     \
-                if (ix < 0 || ix >= W) continue;                                          \
-                const T *xp = x + (iy * W + ix) * CI;                                     \
-                for (k = 0; k < CI; k++)                                                  \
-                    for (c = 0; c < NR; c++) acc[r * NR + c] += xp[k] * wt[k * NR + c];    \
-            }                                                                             \
-        }                                                                                 \
-    }                                                                                     \
-    for (r = 0; r < mr; r++) memcpy(out + r * ldo, acc + r * NR, (size_t)nc * sizeof(T)); \
+#define CONV_SCALAR_TILE(NAME, T, NR)                                                      \
+static void NAME(const T *x, const T *wp, const T *zeros, T *out, ptrdiff_t CO, int mr,   \
+                 int nc, ptrdiff_t p0, ptrdiff_t OW, ptrdiff_t H, ptrdiff_t W,             \
+                 ptrdiff_t CI, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sh, ptrdiff_t sw,     \
+                 ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt, ptrdiff_t pl, int zeros_exact,  \
+                 int accumulate)                                                           \
+{                                                                                          \
+    T acc[CONV_MR * NR];                                                                   \
+    ptrdiff_t i, j, k, c; int r;                                                           \
+    (void)zeros; (void)zeros_exact;                                                        \
+    for (c = 0; c < CONV_MR * NR; c++) acc[c] = 0;                                         \
+    if (accumulate)                                                                        \
+        for (r = 0; r < mr; r++) memcpy(acc + r * NR, out + r * CO, (size_t)nc * sizeof(T)); \
+    for (r = 0; r < mr; r++) {                                                             \
+        ptrdiff_t p = p0 + r, oy = p / OW, ox = p - (p / OW) * OW;                         \
+        for (i = 0; i < KH; i++) {                                                         \
+            ptrdiff_t iy = oy * sh - pt + i * dh;                                          \
+            if (iy < 0 || iy >= H) continue;                                               \
+            for (j = 0; j < KW; j++) {                                                     \
+                ptrdiff_t ix = ox * sw - pl + j * dw;                                      \
+                const T *xp, *wt;                                                          \
+                if (ix < 0 || ix >= W) continue;                                           \
+                xp = x + (iy * W + ix) * CI;                                               \
+                wt = wp + (i * KW + j) * CI * NR;                                          \
+                for (k = 0; k < CI; k++)                                                   \
+                    for (c = 0; c < NR; c++) acc[r * NR + c] += xp[k] * wt[k * NR + c];     \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+    for (r = 0; r < mr; r++) memcpy(out + r * CO, acc + r * NR, (size_t)nc * sizeof(T));  \
 }
 CONV_SCALAR_TILE(conv_tile_f, float, CONV_NR_F)
 CONV_SCALAR_TILE(conv_tile_d, double, CONV_NR_D)
