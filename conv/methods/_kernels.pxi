@@ -53,20 +53,6 @@ cdef inline void _tile(const real* x, const real* wp, const real* zeros, real* o
                     sh, sw, dh, dw, pt, pl, zeros_exact, accumulate)
 
 
-cdef inline void _decode(Py_ssize_t task, Py_ssize_t blocks, Py_ssize_t ncot,
-                         bint blocks_outer, Py_ssize_t* cot, Py_ssize_t* block) noexcept nogil:
-    """Task -> (channel tile, pixel block over all images). blocks_outer keeps one
-    block of input hot while every channel tile passes over it (best when all packed
-    weights fit in cache); otherwise one channel tile's weights stay hot while the
-    input streams past."""
-    if blocks_outer:
-        block[0] = task // ncot
-        cot[0] = task - block[0] * ncot
-    else:
-        cot[0] = task // blocks
-        block[0] = task - cot[0] * blocks
-
-
 cdef inline Py_ssize_t _chunk(Py_ssize_t ntask, int threads) noexcept nogil:
     cdef Py_ssize_t c = ntask // (16 * threads)
     return c if c > 1 else 1
@@ -82,7 +68,7 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     x: (N, H, W, C_in), unpadded; wp: (channel tiles, KH, KW, C_in, NR) from
     pack_weights; zeros: KW*C_in zeros; out: (N, OH, OW, C_out). pt/pl: top/left
     padding. zeros_exact: every weight is finite (see _tile.h). blocks_outer: task
-    order (see _decode); it changes speed, never results.
+    order; it changes speed, never results.
     """
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], CI = x.shape[3]
     cdef Py_ssize_t ncot = wp.shape[0], KH = wp.shape[1], KW = wp.shape[2], nr = wp.shape[4]
@@ -96,7 +82,14 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     with nogil:
         for task in prange(ntask, num_threads=threads, schedule="dynamic",
                            chunksize=_chunk(ntask, threads)):
-            _decode(task, blocks, ncot, blocks_outer, &cot, &block)
+            # Task -> (channel tile, pixel block). Plain assignments: prange makes a
+            # variable thread-private only when the loop body assigns it.
+            if blocks_outer:  # one input block stays hot while every channel tile passes
+                block = task // ncot
+                cot = task - block * ncot
+            else:  # one channel tile's weights stay hot while the input streams past
+                cot = task // blocks
+                block = task - cot * blocks
             n = block // tiles
             p0 = (block - n * tiles) * CONV_MR
             mr = <int>(P - p0 if P - p0 < CONV_MR else CONV_MR)
@@ -128,7 +121,14 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     with nogil:
         for task in prange(ntask, num_threads=threads, schedule="dynamic",
                            chunksize=_chunk(ntask, threads)):
-            _decode(task, blocks, ncot, blocks_outer, &cot, &block)
+            # Task -> (channel tile, pixel block). Plain assignments: prange makes a
+            # variable thread-private only when the loop body assigns it.
+            if blocks_outer:  # one input block stays hot while every channel tile passes
+                block = task // ncot
+                cot = task - block * ncot
+            else:  # one channel tile's weights stay hot while the input streams past
+                cot = task // blocks
+                block = task - cot * blocks
             n = block // per_image
             t0 = (block - n * per_image) * MATMUL_BLOCK
             nc = <int>(CO - cot * nr if CO - cot * nr < nr else nr)
