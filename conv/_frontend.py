@@ -76,7 +76,8 @@ def compute_dtype(x_dtype, w_dtype) -> Tuple[np.dtype, np.dtype]:
     if promoted.type is np.float64:
         return _FLOAT64, _FLOAT64
     raise TypeError(
-        f"inputs promote to {promoted}, which conv does not compute; use float32 or float64"
+        f"x ({x_dtype}) and w ({w_dtype}) promote to {promoted}, which conv does not "
+        f"compute; pass float32 or float64 arrays"
     )
 
 
@@ -84,9 +85,9 @@ def _prepare(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """C-contiguous, native byte order, given dtype; a read-only view so no kernel can
     write to the caller's memory. Copies only when the layout or dtype requires it."""
     out = np.ascontiguousarray(arr, dtype=dtype)
-    view = out.view()
-    view.flags.writeable = False
-    return view
+    # A view over a read-only buffer: unlike flags.writeable = False on a plain view,
+    # a kernel cannot switch it back to writeable and reach the caller's memory.
+    return np.asarray(memoryview(out).toreadonly()).reshape(out.shape)
 
 
 # ------------------------------------------------------------ int parameters
