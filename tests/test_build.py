@@ -1,0 +1,186 @@
+"""The compiled build: build_info, OpenMP, thread-count independence, and the serial variant."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import conv
+import conv.testing as kit
+
+REPO = Path(__file__).resolve().parents[1]
+COMPILED = [m for m in ("direct", "matmul") if m in conv.list_methods()]
+
+
+# ================================================================ build_info
+def test_build_info_keys_and_types():
+    info = conv.build_info()
+    types = {
+        "version": str,
+        "python": str,
+        "numpy": str,
+        "openmp": bool,
+        "omp_max_threads": int,
+        "default_threads": int,
+        "methods": list,
+    }
+    for key, typ in types.items():
+        assert key in info, key
+        assert isinstance(info[key], typ), (key, info[key])
+    assert info["version"] == conv.__version__
+    assert info["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert info["numpy"] == np.__version__
+    assert info["methods"] == conv.list_methods()
+    assert info["omp_max_threads"] >= 1 and info["default_threads"] >= 1
+    assert "openmp_version" in info
+    if info["openmp"]:
+        assert isinstance(info["openmp_version"], int) and info["openmp_version"] >= 200805
+    else:
+        assert info["openmp_version"] is None
+    for key in ("built_for_avx2_fma", "cpu_avx2_fma"):
+        if key in info:
+            assert isinstance(info[key], bool), key
+
+
+@pytest.mark.skipif(bool(os.environ.get("CONV_DISABLE_OPENMP", "").strip("0 ")),
+                    reason="CONV_DISABLE_OPENMP is set: this is meant to be the serial build")
+def test_this_build_has_openmp():
+    info = conv.build_info()
+    assert info["openmp"] is True, "built without OpenMP; see the build log's warning"
+    from conv import _buildinfo
+
+    assert _buildinfo.openmp_version() == info["openmp_version"] >= 200805
+
+
+def test_default_threads_in_build_info(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert conv.build_info()["default_threads"] == 3
+
+
+def test_show_config_prints_every_key(capsys):
+    conv.show_config()
+    out = capsys.readouterr().out
+    for key in conv.build_info():
+        assert key in out
+
+
+# ================================================================ threads
+# Large enough (>~10 MFLOP) that a method may not cap its thread count for a small problem,
+# with several output-channel tiles in both dtypes.
+THREAD_CASES = [
+    kit.Case("threads-many-rows", (3, 17, 19, 5), (3, 3, 5, 20), padding="SAME"),
+    kit.Case("threads-strided", (2, 16, 15, 3), (3, 2, 3, 24), stride=2, padding=1, dilation=2),
+    kit.Case("threads-article", (16, 32, 32, 3), (3, 3, 3, 16), padding="SAME"),
+    kit.Case("threads-channel-tiles", (8, 24, 24, 4), (3, 3, 4, 40), padding="SAME"),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", THREAD_CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("method", COMPILED)
+def test_thread_count_does_not_change_results(method, case, dtype):
+    x, w = kit.make_inputs(case, dtype, seed=2)
+    one = conv.conv2d(x, w, method=method, threads=1, **case.kwargs)
+    kit.assert_conv_close(one, case.reference(x, w), case.scale(x, w), dtype)
+    for threads in (2, 2, 2, 2, 3, 8):  # repeated: a data race shows up only sometimes
+        many = conv.conv2d(x, w, method=method, threads=threads, **case.kwargs)
+        assert np.array_equal(one, many), (
+            f"threads={threads} differs from threads=1 at "
+            f"{int((one != many).sum())} of {one.size} elements"
+        )
+
+
+# ================================================================ the serial build
+def _compiler_missing():
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    return shutil.which(cc) is None
+
+
+@pytest.mark.slow
+def test_serial_build_gives_the_same_results(tmp_path):
+    if importlib.util.find_spec("Cython") is None:
+        pytest.skip('Cython is not installed, so the serial variant cannot be built: '
+                    'pip install "Cython>=3.0" (or pip install -e ".[test]")')
+    if _compiler_missing():
+        pytest.skip("no C compiler found, so the serial variant cannot be built")
+    if not COMPILED:
+        pytest.skip("no compiled method is listed in this installation")
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md", "LICENSE"):
+        if (REPO / name).exists():
+            shutil.copy2(REPO / name, src / name)
+    shutil.copytree(REPO / "conv", src / "conv",
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "*.c", "__pycache__", "*.html"))
+    env = {**os.environ, "CONV_DISABLE_OPENMP": "1"}
+    build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=src,
+                           env=env, capture_output=True, text=True, timeout=900)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    assert "serial" in (build.stdout + build.stderr).lower()  # the build says so
+
+    # this build's results, with one thread
+    cases = [kit.CASES[1], kit.get_case("k3-same-s2-d2"), THREAD_CASES[0], THREAD_CASES[3]]
+    data = tmp_path / "data"
+    data.mkdir()
+    for k, case in enumerate(cases):
+        for dtype in ("float32", "float64"):
+            x, w = kit.make_inputs(case, dtype, seed=4)
+            np.save(data / f"x{k}{dtype}.npy", x)
+            np.save(data / f"w{k}{dtype}.npy", w)
+            for method in COMPILED:
+                out = conv.conv2d(x, w, method=method, threads=1, **case.kwargs)
+                np.save(data / f"ours-{method}{k}{dtype}.npy", out)
+
+    script = textwrap.dedent(
+        f"""
+        import sys, json
+        sys.path.insert(0, {str(src)!r})
+        import numpy as np
+        import conv
+        from conv import _buildinfo
+        assert conv.__file__.startswith({str(src)!r}), conv.__file__
+        assert _buildinfo.__file__.startswith({str(src)!r}), _buildinfo.__file__
+        assert _buildinfo.openmp_version() == 0, _buildinfo.openmp_version()
+        assert conv.build_info()["openmp"] is False
+        cases = {[(c.stride, c.padding, c.dilation) for c in cases]!r}
+        for k, (stride, padding, dilation) in enumerate(cases):
+            for dtype in ("float32", "float64"):
+                x = np.load({str(data)!r} + f"/x{{k}}{{dtype}}.npy")
+                w = np.load({str(data)!r} + f"/w{{k}}{{dtype}}.npy")
+                for method in {COMPILED!r}:
+                    out = conv.conv2d(x, w, method=method, threads=2, stride=stride,
+                                      padding=padding, dilation=dilation)
+                    np.save({str(data)!r} + f"/serial-{{method}}{{k}}{{dtype}}.npy", out)
+        compiled = sorted(
+            m.__file__ for name, m in sys.modules.items()
+            if name.startswith("conv.") and (getattr(m, "__file__", "") or "").endswith(".so")
+        )
+        print(json.dumps(compiled))
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300, env={k: v for k, v in os.environ.items()
+                                                      if k != "PYTHONPATH"})
+    assert run.returncode == 0, run.stdout + run.stderr
+    loaded = __import__("json").loads(run.stdout.strip().splitlines()[-1])
+    assert loaded and all(f.startswith(str(src)) for f in loaded), loaded
+
+    for k, case in enumerate(cases):
+        for dtype in ("float32", "float64"):
+            x = np.load(data / f"x{k}{dtype}.npy")
+            w = np.load(data / f"w{k}{dtype}.npy")
+            for method in COMPILED:
+                ours = np.load(data / f"ours-{method}{k}{dtype}.npy")
+                serial = np.load(data / f"serial-{method}{k}{dtype}.npy")
+                assert serial.dtype == ours.dtype and serial.shape == ours.shape
+                kit.assert_conv_close(serial, case.reference(x, w), case.scale(x, w), dtype)
+                # same code, same summation order: the builds agree bit for bit
+                assert np.array_equal(serial, ours), (method, case.id, dtype)
