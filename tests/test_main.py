@@ -1,0 +1,305 @@
+"""The main job, ``python -m conv``: run in-process through main(argv) and as a subprocess,
+always on tiny shapes with --quick so the whole file stays well under a minute."""
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import tempfile
+import sys
+
+import numpy as np
+import pytest
+
+import conv
+from conv import _experiment as ex
+
+TINY = ["--quick", "--shape", "4,8,8,3:3,3,4"]  # python runs 1 of 4 images: extrapolated
+HAS_TF = importlib.util.find_spec("tensorflow") is not None
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_MPL = importlib.util.find_spec("matplotlib") is not None
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # plugin warnings, if any
+
+
+def run(capsys, argv):
+    rc = ex.main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def run_json(capsys, argv):
+    """(rc, parsed JSON, stderr + a summary of failed or flagged rows, for messages)."""
+    rc, out, err = run(capsys, list(argv) + ["--json"])
+    doc = json.loads(out)
+    bad = [f"{r['method']} {r['dtype']}: {r['status']} {r['message']} rel={r['max_rel_err']}"
+           for r in doc["rows"] if r["status"] == "failed" or r["within_tolerance"] is False]
+    return rc, doc, err + "\n".join(bad)
+
+
+def table_rows(out):
+    """Method names in the first column of the article table(s)."""
+    names, inside = [], False
+    for line in out.splitlines():
+        if line.startswith("method "):
+            inside = True
+            continue
+        if inside and line.startswith("---"):
+            continue
+        if inside and line.strip() and not line.startswith(("%", "the article")):
+            names.append(line.split("  ")[0].strip())
+        elif inside:
+            inside = False
+    return names
+
+
+def expected_methods():
+    names = [m for m in conv.list_methods() if HAS_TF or m != "tensorflow"]
+    return names + ["auto"]
+
+
+# ------------------------------------------------------------------ default run
+def test_table_has_every_method_and_the_extrapolation_label(capsys):
+    rc, out, err = run(capsys, TINY)
+    assert rc == 0, out + err
+    rows = table_rows(out)
+    for name in expected_methods():
+        assert any(r == name or r.startswith(name + " (") for r in rows), (name, rows)
+    py = next(line for line in out.splitlines() if line.startswith("python "))
+    assert "*" in py
+    assert "extrapolated linearly from 1 of 4 images" in out
+    assert "--full" in out
+    if HAS_TF:
+        assert "vs TF" in out and "tf.nn.conv2d" in rows
+        assert "reference: tf.nn.conv2d" in out
+    assert "vs python" in out
+    assert "Traceback" not in out + err
+    assert "conv:" in err  # progress goes to stderr
+
+
+def test_json_keys_and_small_errors(capsys):
+    rc, doc, err = run_json(capsys, TINY + ["--dtype", "both"])
+    assert rc == 0, err
+    for key in ("machine", "rows", "reference", "settings", "ceiling_gflops", "cases"):
+        assert key in doc
+    for key in conv.build_info():
+        assert key in doc["machine"]
+    assert set(doc["ceiling_gflops"]) == {"float32", "float64"}
+    rows = [r for r in doc["rows"] if r["status"] == "ok"]
+    assert {r["dtype"] for r in rows} == {"float32", "float64"}
+    names = {r["method"] for r in rows}
+    assert set(expected_methods()) <= names
+    for r in rows:
+        for key in ("method", "dtype", "ms", "gflops", "max_abs_err", "max_rel_err",
+                    "speedup_vs_python", "extrapolated", "x_shape", "w_shape", "flops"):
+            assert key in r
+        assert r["ms"] > 0 and r["gflops"] > 0
+        assert r["max_rel_err"] <= ex.TOLERANCE[r["dtype"]], r
+        assert r["within_tolerance"] is True
+        assert r["flops"] == 2 * 4 * 6 * 6 * 3 * 3 * 3 * 4
+        if HAS_TF:
+            assert r["speedup_vs_tensorflow"] > 0
+    py = [r for r in rows if r["method"] == "python"]
+    assert py and all(r["extrapolated"] and r["measured_images"] == 1 for r in py)
+    assert all(not r["extrapolated"] for r in rows if r["method"] != "python")
+
+
+def test_full_runs_python_on_the_whole_batch(capsys):
+    rc, doc, err = run_json(capsys, TINY + ["--full", "--methods", "python,numpy"])
+    assert rc == 0, err
+    py = next(r for r in doc["rows"] if r["method"] == "python")
+    assert not py["extrapolated"] and py["measured_images"] == 4
+
+
+def test_methods_filter(capsys):
+    rc, out, err = run(capsys, TINY + ["--methods", "numpy,auto"])
+    assert rc == 0, out + err
+    rows = table_rows(out)
+    methods = [r for r in rows if r != "tf.nn.conv2d"]
+    assert methods[0] == "numpy" and methods[1].startswith("auto")
+    assert len(methods) == 2
+    assert "vs python" not in out  # python was not run
+
+
+def test_without_tensorflow_uses_the_exact_reference(capsys, monkeypatch):
+    monkeypatch.setattr(ex, "tensorflow_available", lambda: False)
+    rc, out, err = run(capsys, TINY)
+    assert rc == 0, out + err
+    assert "TensorFlow: not installed" in out
+    assert "conv.testing.reference_conv2d" in out
+    rows = table_rows(out)
+    assert "tf.nn.conv2d" not in rows and "tensorflow" not in rows
+    assert "vs TF" not in out
+    rc, doc, err = run_json(capsys, TINY)
+    assert doc["reference"]["name"] == "exact"
+    assert doc["tensorflow_available"] is False
+    for r in doc["rows"]:
+        assert r["max_rel_err"] <= ex.TOLERANCE[r["dtype"]]
+        assert r["speedup_vs_tensorflow"] is None
+    # Naming TensorFlow's method is then a usage error.
+    rc, out, err = run(capsys, TINY + ["--methods", "tensorflow"])
+    assert rc == 2 and "TensorFlow" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_failing_or_dtype_limited_plugin_is_reported_not_fatal(capsys):
+    def boom(problem):
+        raise RuntimeError("kaput")
+
+    conv.register_method(conv.Method(name="boom_test", kernel=boom))
+    conv.register_method(conv.Method(
+        name="f32only_test", dtypes=("float32",),
+        kernel=lambda p: np.zeros(p.out_shape, dtype=p.dtype)))
+    try:
+        rc, out, err = run(capsys, TINY + ["--dtype", "float64",
+                                           "--methods", "numpy,boom_test,f32only_test"])
+    finally:
+        conv.unregister_method("boom_test")
+        conv.unregister_method("f32only_test")
+    assert rc == 1
+    assert "FAILED: boom_test" in out and "kaput" in out
+    assert "not run: f32only_test" in out and "float32 only" in out
+    assert "Traceback" not in out + err
+
+
+def test_wrong_results_are_flagged(capsys):
+    conv.register_method(conv.Method(
+        name="wrong_test", kernel=lambda p: np.ones(p.out_shape, dtype=p.dtype)))
+    try:
+        rc, out, err = run(capsys, TINY + ["--methods", "wrong_test"])
+    finally:
+        conv.unregister_method("wrong_test")
+    assert rc == 1
+    assert "!" in next(line for line in out.splitlines() if line.startswith("wrong_test"))
+    assert "above tolerance" in out
+
+
+# ------------------------------------------------------------------------ suite
+def test_suite(capsys):
+    rc, out, err = run(capsys, ["--suite", "--quick", "--repeat", "1",
+                                "--shape", "2,8,8,3:3,3,4", "--shape", "2,6,6,4:1,1,5"])
+    assert rc == 0, out + err
+    header = next(line for line in out.splitlines() if line.startswith("shape "))
+    for col in ("method", "dtype", "ms", "GFLOP/s", "% peak", "max rel err"):
+        assert col in header
+    assert ("vs TF" in header) == HAS_TF
+    assert ("vs torch" in header) == HAS_TORCH
+    assert "float64" in out and "float32" in out
+    body = out.split(header, 1)[1]
+    assert " python " not in body  # excluded unless named
+    assert "auto" in body
+    rc, doc, err = run_json(capsys, ["--suite", "--quick", "--repeat", "1",
+                                     "--shape", "2,8,8,3:3,3,4", "--methods", "python,numpy"])
+    assert rc == 0, err
+    assert doc["mode"] == "suite"
+    assert {r["method"] for r in doc["rows"] if r["kind"] != "baseline"} == {"python", "numpy"}
+    if HAS_TORCH:
+        torch_rows = [r for r in doc["rows"] if r["method"] == "torch"]
+        assert torch_rows and all(r["max_rel_err"] <= ex.TOLERANCE[r["dtype"]]
+                                  for r in torch_rows)
+
+
+# ------------------------------------------------------------------------- plot
+@pytest.mark.skipif(not HAS_MPL, reason="matplotlib not installed")
+def test_plot_writes_a_png(capsys, tmp_path):
+    path = tmp_path / "chart.png"
+    rc, out, err = run(capsys, TINY + ["--methods", "numpy,python", "--plot", str(path)])
+    assert rc == 0, out + err
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(ex, "_matplotlib_available", lambda: False)
+    rc, out, err = run(capsys, TINY + ["--plot", str(tmp_path / "x.png")])
+    assert rc == 2
+    assert err.strip().splitlines() == [err.strip()]
+    assert 'pip install "conv[plot]"' in err
+    assert out == ""
+
+
+# ----------------------------------------------------------------- bad options
+BAD = [
+    ["--shape", "1,2,3"],
+    ["--shape", "4,8,8,3:9,9,4"],
+    ["--shape", "4,8,8,3:3,3,5,4"],
+    ["--shape", "a,b,c,d:1,1,1"],
+    ["--shape", "nosuchshape"],
+    ["--methods", "nosuchmethod"],
+    ["--methods", ","],
+    ["--threads", "0"],
+    ["--threads", "two"],
+    ["--repeat", "0"],
+    ["--dtype", "float16"],
+    ["--no-such-option"],
+    ["--plot", "/no/such/directory/x.png"],
+]
+
+
+@pytest.mark.parametrize("argv", BAD, ids=lambda a: " ".join(a))
+def test_bad_options_in_process(capsys, argv):
+    rc, out, err = run(capsys, argv)
+    assert rc == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("conv: error:"), err
+    assert "Traceback" not in err
+
+
+def subprocess_conv(*args, timeout=120):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    # cwd: away from the source tree, which would shadow the installed (compiled) conv
+    return subprocess.run([sys.executable, "-m", "conv", *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=tempfile.gettempdir())
+
+
+@pytest.mark.parametrize("argv", [["--threads", "0"], ["--shape", "1,2:3"],
+                                  ["--methods", "nosuchmethod"]],
+                         ids=lambda a: " ".join(a))
+def test_bad_options_subprocess(argv):
+    p = subprocess_conv(*argv)
+    assert p.returncode == 2
+    assert p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("conv: error:"), p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_subprocess_json():
+    p = subprocess_conv(*TINY, "--json")
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr
+    doc = json.loads(p.stdout)  # stdout is nothing but the JSON document
+    assert {r["method"] for r in doc["rows"]} >= set(expected_methods())
+    assert "conv:" in p.stderr  # progress
+
+
+def test_help():
+    p = subprocess_conv("--help")
+    assert p.returncode == 0
+    assert "N,H,W,CIN:KH,KW,COUT" in p.stdout and "--suite" in p.stdout
+
+
+# ---------------------------------------------------------------- the helpers
+def test_parse_shape():
+    assert ex.parse_shape("seed") == ("seed", (100, 32, 32, 3), (3, 3, 3, 16))
+    assert ex.parse_shape("100,32,32,3:3,3,16")[0] == "seed"
+    assert ex.parse_shape("2,8,8,3:3,3,3,4") == ("2,8,8,3:3,3,4", (2, 8, 8, 3), (3, 3, 3, 4))
+    for name, (x, w) in ex.NAMED_SHAPES.items():
+        assert ex.parse_shape(name.upper()) == (name, x, w)
+    for bad in ["", "1,2,3,4", "1,2,3,4:1,1", "0,8,8,3:3,3,4", "1,2,2,1:3,3,1"]:
+        with pytest.raises(ex.UsageError):
+            ex.parse_shape(bad)
+
+
+def test_case_flops_matches_problem_flops():
+    case = ex.Case("k5", *ex.NAMED_SHAPES["k5"], "float32")
+    n, oh, ow, co = case.out_shape
+    assert case.out_shape == (16, 60, 60, 32)
+    assert case.flops == 2 * 16 * 60 * 60 * 5 * 5 * 16 * 32
+
+
+def test_errors():
+    ref = np.array([1.0, -4.0, 2.0])
+    assert ex.errors(ref, ref) == (0.0, 0.0)
+    abs_err, rel_err = ex.errors(ref + [0, 0, 0.04], ref)
+    assert math.isclose(abs_err, 0.04) and math.isclose(rel_err, 0.01)
+    assert math.isnan(ex.errors(np.array([np.nan, 0, 0]), ref)[0])
