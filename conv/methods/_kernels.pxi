@@ -34,9 +34,10 @@ SIMD = CONV_SIMD.decode()
 MR = CONV_MR
 NR = {"float32": CONV_NR_F, "float64": CONV_NR_D}
 cdef enum:
-    # Pixel tiles per task in the "matmul" order: the block being accumulated tap by
-    # tap (MR * MATMUL_BLOCK pixels x NR channels) stays in L1.
-    MATMUL_BLOCK = 8
+    # Pixel tiles per task: one channel tile's weights serve BLOCK tiles in a row, and in
+    # the "matmul" order the block being accumulated tap by tap (MR * BLOCK pixels x NR
+    # channels) stays in L1.
+    BLOCK = 8
 
 
 cdef inline void _tile(const real* x, const real* wp, const real* zeros, real* out,
@@ -74,8 +75,9 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     cdef Py_ssize_t ncot = wp.shape[0], KH = wp.shape[1], KW = wp.shape[2], nr = wp.shape[4]
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], CO = out.shape[3]
     cdef Py_ssize_t P = OH * OW, tiles = (P + CONV_MR - 1) // CONV_MR
-    cdef Py_ssize_t blocks = N * tiles, ntask = ncot * blocks
-    cdef Py_ssize_t task, cot, block, n, p0
+    cdef Py_ssize_t per_image = (tiles + BLOCK - 1) // BLOCK
+    cdef Py_ssize_t blocks = N * per_image, ntask = ncot * blocks
+    cdef Py_ssize_t task, cot, block, n, t0, t, p0
     cdef int mr, nc
     if ntask == 0 or CO == 0:
         return
@@ -90,13 +92,15 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
             else:  # one channel tile's weights stay hot while the input streams past
                 cot = task // blocks
                 block = task - cot * blocks
-            n = block // tiles
-            p0 = (block - n * tiles) * CONV_MR
-            mr = <int>(P - p0 if P - p0 < CONV_MR else CONV_MR)
+            n = block // per_image
+            t0 = (block - n * per_image) * BLOCK
             nc = <int>(CO - cot * nr if CO - cot * nr < nr else nr)
-            _tile(&x[n, 0, 0, 0], &wp[cot, 0, 0, 0, 0], &zeros[0],
-                  &out[n, 0, 0, 0] + p0 * CO + cot * nr, CO, mr, nc, p0, OW,
-                  H, W, CI, KH, KW, sh, sw, dh, dw, pt, pl, zeros_exact, 0)
+            for t in range(t0, min(t0 + BLOCK, tiles)):
+                p0 = t * CONV_MR
+                mr = <int>(P - p0 if P - p0 < CONV_MR else CONV_MR)
+                _tile(&x[n, 0, 0, 0], &wp[cot, 0, 0, 0, 0], &zeros[0],
+                      &out[n, 0, 0, 0] + p0 * CO + cot * nr, CO, mr, nc, p0, OW,
+                      H, W, CI, KH, KW, sh, sw, dh, dw, pt, pl, zeros_exact, 0)
 
 
 def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
@@ -106,13 +110,13 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
                   int threads):
     """The article's order: for each kernel tap (i, j), one (pixels x C_in) @
     (C_in x NR) product over the strided input slice, accumulated into the output.
-    Blocked by MATMUL_BLOCK pixel tiles so the block being accumulated stays in
+    Blocked by BLOCK pixel tiles so the block being accumulated stays in
     cache. Same arguments as conv2d_direct."""
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], CI = x.shape[3]
     cdef Py_ssize_t ncot = wp.shape[0], KH = wp.shape[1], KW = wp.shape[2], nr = wp.shape[4]
     cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], CO = out.shape[3]
     cdef Py_ssize_t P = OH * OW, tiles = (P + CONV_MR - 1) // CONV_MR
-    cdef Py_ssize_t per_image = (tiles + MATMUL_BLOCK - 1) // MATMUL_BLOCK
+    cdef Py_ssize_t per_image = (tiles + BLOCK - 1) // BLOCK
     cdef Py_ssize_t blocks = N * per_image, ntask = ncot * blocks
     cdef Py_ssize_t task, cot, block, n, t0, t, p0, i, j
     cdef int mr, nc
@@ -130,11 +134,11 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
                 cot = task // blocks
                 block = task - cot * blocks
             n = block // per_image
-            t0 = (block - n * per_image) * MATMUL_BLOCK
+            t0 = (block - n * per_image) * BLOCK
             nc = <int>(CO - cot * nr if CO - cot * nr < nr else nr)
             for i in range(KH):
                 for j in range(KW):
-                    for t in range(t0, min(t0 + MATMUL_BLOCK, tiles)):
+                    for t in range(t0, min(t0 + BLOCK, tiles)):
                         p0 = t * CONV_MR
                         mr = <int>(P - p0 if P - p0 < CONV_MR else CONV_MR)
                         _tile(&x[n, 0, 0, 0], &wp[cot, i, j, 0, 0], &zeros[0],
