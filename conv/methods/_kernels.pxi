@@ -16,12 +16,12 @@ cdef extern from "_ukernel.h" nogil:
     const int CONV_NR_D
     const char* CONV_SIMD
     void conv_tile_f(const float* x, const float* wp, const float* zeros, float* out,
-                     Py_ssize_t CO, int mr, int nc, Py_ssize_t p0, Py_ssize_t OW,
+                     Py_ssize_t CO, int mr, int nc, Py_ssize_t oy, Py_ssize_t ox, Py_ssize_t OW,
                      Py_ssize_t H, Py_ssize_t W, Py_ssize_t CI, Py_ssize_t KH, Py_ssize_t KW,
                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                      Py_ssize_t pt, Py_ssize_t pl, int zeros_exact, int accumulate)
     void conv_tile_d(const double* x, const double* wp, const double* zeros, double* out,
-                     Py_ssize_t CO, int mr, int nc, Py_ssize_t p0, Py_ssize_t OW,
+                     Py_ssize_t CO, int mr, int nc, Py_ssize_t oy, Py_ssize_t ox, Py_ssize_t OW,
                      Py_ssize_t H, Py_ssize_t W, Py_ssize_t CI, Py_ssize_t KH, Py_ssize_t KW,
                      Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                      Py_ssize_t pt, Py_ssize_t pl, int zeros_exact, int accumulate)
@@ -41,16 +41,16 @@ cdef enum:
 
 
 cdef inline void _tile(const real* x, const real* wp, const real* zeros, real* out,
-                       Py_ssize_t CO, int mr, int nc, Py_ssize_t p0, Py_ssize_t OW,
+                       Py_ssize_t CO, int mr, int nc, Py_ssize_t oy, Py_ssize_t ox, Py_ssize_t OW,
                        Py_ssize_t H, Py_ssize_t W, Py_ssize_t CI, Py_ssize_t KH,
                        Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
                        Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl, int zeros_exact,
                        int accumulate) noexcept nogil:
     if real is float:
-        conv_tile_f(x, wp, zeros, out, CO, mr, nc, p0, OW, H, W, CI, KH, KW,
+        conv_tile_f(x, wp, zeros, out, CO, mr, nc, oy, ox, OW, H, W, CI, KH, KW,
                     sh, sw, dh, dw, pt, pl, zeros_exact, accumulate)
     else:
-        conv_tile_d(x, wp, zeros, out, CO, mr, nc, p0, OW, H, W, CI, KH, KW,
+        conv_tile_d(x, wp, zeros, out, CO, mr, nc, oy, ox, OW, H, W, CI, KH, KW,
                     sh, sw, dh, dw, pt, pl, zeros_exact, accumulate)
 
 
@@ -77,7 +77,7 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     cdef Py_ssize_t P = OH * OW, tiles = (P + CONV_MR - 1) // CONV_MR
     cdef Py_ssize_t per_image = (tiles + BLOCK - 1) // BLOCK
     cdef Py_ssize_t blocks = N * per_image, ntask = ncot * blocks
-    cdef Py_ssize_t task, cot, block, n, t0, t, p0
+    cdef Py_ssize_t task, cot, block, n, t0, t, p0, oy, ox
     cdef int mr, nc
     if ntask == 0 or CO == 0:
         return
@@ -95,12 +95,18 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
             n = block // per_image
             t0 = (block - n * per_image) * BLOCK
             nc = <int>(CO - cot * nr if CO - cot * nr < nr else nr)
+            oy = (t0 * CONV_MR) // OW  # one division per block; then stepped
+            ox = t0 * CONV_MR - oy * OW
             for t in range(t0, min(t0 + BLOCK, tiles)):
                 p0 = t * CONV_MR
                 mr = <int>(P - p0 if P - p0 < CONV_MR else CONV_MR)
                 _tile(&x[n, 0, 0, 0], &wp[cot, 0, 0, 0, 0], &zeros[0],
-                      &out[n, 0, 0, 0] + p0 * CO + cot * nr, CO, mr, nc, p0, OW,
+                      &out[n, 0, 0, 0] + p0 * CO + cot * nr, CO, mr, nc, oy, ox, OW,
                       H, W, CI, KH, KW, sh, sw, dh, dw, pt, pl, zeros_exact, 0)
+                ox = ox + CONV_MR
+                while ox >= OW:
+                    ox = ox - OW
+                    oy = oy + 1
 
 
 def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
@@ -118,7 +124,7 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     cdef Py_ssize_t P = OH * OW, tiles = (P + CONV_MR - 1) // CONV_MR
     cdef Py_ssize_t per_image = (tiles + BLOCK - 1) // BLOCK
     cdef Py_ssize_t blocks = N * per_image, ntask = ncot * blocks
-    cdef Py_ssize_t task, cot, block, n, t0, t, p0, i, j
+    cdef Py_ssize_t task, cot, block, n, t0, t, p0, i, j, oy, ox
     cdef int mr, nc
     if ntask == 0 or CO == 0:
         return
@@ -138,10 +144,16 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
             nc = <int>(CO - cot * nr if CO - cot * nr < nr else nr)
             for i in range(KH):
                 for j in range(KW):
+                    oy = (t0 * CONV_MR) // OW
+                    ox = t0 * CONV_MR - oy * OW
                     for t in range(t0, min(t0 + BLOCK, tiles)):
                         p0 = t * CONV_MR
                         mr = <int>(P - p0 if P - p0 < CONV_MR else CONV_MR)
                         _tile(&x[n, 0, 0, 0], &wp[cot, i, j, 0, 0], &zeros[0],
-                              &out[n, 0, 0, 0] + p0 * CO + cot * nr, CO, mr, nc, p0, OW,
+                              &out[n, 0, 0, 0] + p0 * CO + cot * nr, CO, mr, nc, oy, ox, OW,
                               H, W, CI, 1, 1, sh, sw, dh, dw, pt - i * dh, pl - j * dw,
                               zeros_exact, i + j > 0)
+                        ox = ox + CONV_MR
+                        while ox >= OW:
+                            ox = ox - OW
+                            oy = oy + 1

@@ -9,7 +9,7 @@
  * zeros  KW*CI zeros, read in place of a tap that falls in the padding
  * out    output pixel p0 of image n at this channel tile; CO elements between pixels
  * mr     pixels in the tile (<= MR); nc: channels to store (<= NR)
- * p0     the tile's first pixel, oy*OW + ox
+ * oy, ox the tile's first pixel (the driver tracks them; no division here)
  * pt, pl top/left padding
  * zeros_exact  1 when every weight is finite: then 0 * w == 0 and reading zeros for
  *        a padded tap is the same as skipping it. 0 when a weight is Inf/NaN: padded
@@ -53,7 +53,8 @@
     } while (0)
 
 static void TILE(const T *restrict x, const T *restrict wp, const T *restrict zeros,
-                 T *restrict out, ptrdiff_t CO, int mr, int nc, ptrdiff_t p0, ptrdiff_t OW,
+                 T *restrict out, ptrdiff_t CO, int mr, int nc, ptrdiff_t oy, ptrdiff_t ox,
+                 ptrdiff_t OW,
                  ptrdiff_t H, ptrdiff_t W, ptrdiff_t CI, ptrdiff_t KH, ptrdiff_t KW,
                  ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt,
                  ptrdiff_t pl, int zeros_exact, int accumulate)
@@ -86,15 +87,40 @@ static void TILE(const T *restrict x, const T *restrict wp, const T *restrict ze
         c50 = LOADV(src + 5 * ld); c51 = LOADV(src + 5 * ld + L);
     }
 
-    {   /* input position of tap (0, 0) for each pixel of the tile */
-        ptrdiff_t oy = p0 / OW, ox = p0 - (p0 / OW) * OW;
-        for (r = 0; r < CONV_MR; r++) {
-            iy0[r] = oy * sh - pt;
-            ix0[r] = ox * sw - pl;
-            if (++ox == OW) {
-                ox = 0;
-                oy++;
+    if (mr == CONV_MR && ox + CONV_MR <= OW) {
+        const ptrdiff_t iy = oy * sh - pt, ix = ox * sw - pl;
+        if (iy >= 0 && iy + (KH - 1) * dh < H && ix >= 0 &&
+            ix + (CONV_MR - 1) * sw + (KW - 1) * dw < W) {
+            /* Interior tile (one output row, every tap inside): pointers set up once and
+             * stepped one kernel row at a time. Same summation order as below. */
+            const ptrdiff_t rstep = dh * W * CI;
+            for (r = 0; r < CONV_MR; r++)
+                rowp[r] = x + (iy * W + ix + r * sw) * CI;
+            for (i = 0; i < KH; i++) {
+                const T *wrow = wp + i * KW * CI * NR;
+                if (dw == 1 || KW == 1) {
+                    CONV_FULL(rowp, wrow, KW * CI);
+                } else {
+                    for (j = 0; j < KW; j++) {
+                        for (r = 0; r < CONV_MR; r++)
+                            q[r] = rowp[r] + j * dw * CI;
+                        CONV_FULL(q, wrow + j * CI * NR, CI);
+                    }
+                }
+                for (r = 0; r < CONV_MR; r++)
+                    rowp[r] += rstep;
             }
+            goto store;
+        }
+    }
+
+    /* input position of tap (0, 0) for each pixel of the tile */
+    for (r = 0; r < CONV_MR; r++) {
+        iy0[r] = oy * sh - pt;
+        ix0[r] = ox * sw - pl;
+        if (++ox == OW) {
+            ox = 0;
+            oy++;
         }
     }
 
@@ -144,6 +170,7 @@ static void TILE(const T *restrict x, const T *restrict wp, const T *restrict ze
         }
     }
 
+store:
     if (mr == CONV_MR && nc == NR) {
         STOREV(out, c00); STOREV(out + L, c01); out += CO;
         STOREV(out, c10); STOREV(out + L, c11); out += CO;

@@ -69,7 +69,7 @@ static inline void conv_store_d(double *p, conv_vd v) { memcpy(p, &v, sizeof v);
 
 #define CONV_SCALAR_TILE(NAME, T, NR)                                                      \
 static void NAME(const T *x, const T *wp, const T *zeros, T *out, ptrdiff_t CO, int mr,   \
-                 int nc, ptrdiff_t p0, ptrdiff_t OW, ptrdiff_t H, ptrdiff_t W,             \
+                 int nc, ptrdiff_t oy0, ptrdiff_t ox0, ptrdiff_t OW, ptrdiff_t H, ptrdiff_t W, \
                  ptrdiff_t CI, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sh, ptrdiff_t sw,     \
                  ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt, ptrdiff_t pl, int zeros_exact,  \
                  int accumulate)                                                           \
@@ -81,7 +81,7 @@ static void NAME(const T *x, const T *wp, const T *zeros, T *out, ptrdiff_t CO, 
     if (accumulate)                                                                        \
         for (r = 0; r < mr; r++) memcpy(acc + r * NR, out + r * CO, (size_t)nc * sizeof(T)); \
     for (r = 0; r < mr; r++) {                                                             \
-        ptrdiff_t p = p0 + r, oy = p / OW, ox = p - (p / OW) * OW;                         \
+        ptrdiff_t p = oy0 * OW + ox0 + r, oy = p / OW, ox = p - (p / OW) * OW;             \
         for (i = 0; i < KH; i++) {                                                         \
             ptrdiff_t iy = oy * sh - pt + i * dh;                                          \
             if (iy < 0 || iy >= H) continue;                                               \
