@@ -21,6 +21,11 @@
  * tile position or thread count.
  */
 #define NR (2 * L)
+/* Below this many rows in range, running just those rows beats the 6-row path fed
+ * with zeros. Either way each sum is the same (skipping a tap adds nothing). */
+#ifndef CONV_MIN_ROWS
+#define CONV_MIN_ROWS 4
+#endif
 
 #define CONV_FMA_ROW(A, CA, CB) do { const T a_ = (A); CA += w0 * a_; CB += w1 * a_; } while (0)
 
@@ -137,7 +142,7 @@ static void TILE(const T *restrict x, const T *restrict wp, const T *restrict ze
         }
         if (!any)
             continue;
-        if (whole) {
+        if (whole && mr >= CONV_MIN_ROWS) {
             /* every pixel's whole kernel row is inside: KW*CI contiguous inputs each */
             for (r = 0; r < CONV_MR; r++)
                 q[r] = r < mr ? rowp[r] + ix0[r] * CI : zeros;
@@ -157,10 +162,11 @@ static void TILE(const T *restrict x, const T *restrict wp, const T *restrict ze
             }
             if (!nok)
                 continue;
-            if (exact) {
+            if (exact && nok >= CONV_MIN_ROWS) {
                 CONV_FULL(q, wt, CI);
                 continue;
             }
+            /* few rows in range (or non-finite weights): only those rows, one at a time */
             if (ok[0]) CONV_ONE(0, q[0], wt, c00, c01);
             if (ok[1]) CONV_ONE(1, q[1], wt, c10, c11);
             if (ok[2]) CONV_ONE(2, q[2], wt, c20, c21);
