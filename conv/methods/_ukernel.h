@@ -27,7 +27,8 @@
 #define CONV_SIMD "scalar"
 #endif
 
-#if defined(__GNUC__) || defined(__clang__)
+/* CONV_NO_VECTOR_EXT=1 forces the scalar tile (to test it with GCC). */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(CONV_NO_VECTOR_EXT)
 
 typedef float conv_vf __attribute__((vector_size(32)));
 typedef double conv_vd __attribute__((vector_size(32)));
@@ -66,6 +67,9 @@ static inline void conv_store_d(double *p, conv_vd v) { memcpy(p, &v, sizeof v);
 #undef TILE
 
 #else /* no vector extensions: the same tile, scalar, padded taps always skipped */
+
+#undef CONV_SIMD
+#define CONV_SIMD "scalar"
 
 #define CONV_SCALAR_TILE(NAME, T, NR)                                                      \
 static void NAME(const T *x, const T *wp, const T *zeros, T *out, ptrdiff_t CO, int mr,   \
