@@ -184,3 +184,60 @@ def test_serial_build_gives_the_same_results(tmp_path):
                 kit.assert_conv_close(serial, case.reference(x, w), case.scale(x, w), dtype)
                 # same code, same summation order: the builds agree bit for bit
                 assert np.array_equal(serial, ours), (method, case.id, dtype)
+
+
+# ===================================================== the plain-C tile (no vector extensions)
+_TILE_DRIVER = r"""
+#include <stdio.h>
+#include "_ukernel.h"
+/* Deterministic problems through one float tile: every mr, several nc, paddings,
+   strides, dilations, accumulate on/off, non-finite weights; prints the outputs. */
+int main(void) {
+    enum { H = 7, W = 11, CI = 3, KH = 3, KW = 3 };
+    static float x[H * W * CI], wp[KH * KW * CI * CONV_NR_F], zeros[KW * CI], out[CONV_MR * 40];
+    int i, mr, nc, s, d, acc, fin;
+    for (i = 0; i < H * W * CI; i++) x[i] = (float)((i * 37) % 23) / 7.0f - 1.5f;
+    for (fin = 1; fin >= 0; fin--) {
+        for (i = 0; i < KH * KW * CI * CONV_NR_F; i++) wp[i] = (float)((i * 11) % 17) / 5.0f - 1.6f;
+        if (!fin) wp[5] = 1.0f / 0.0f;
+        for (mr = 1; mr <= CONV_MR; mr++)
+        for (nc = 1; nc <= CONV_NR_F; nc += 5)
+        for (s = 1; s <= 2; s++)
+        for (d = 1; d <= 2; d++)
+        for (acc = 0; acc <= 1; acc++) {
+            for (i = 0; i < CONV_MR * 40; i++) out[i] = (float)(i % 3);
+            /* first pixel (oy=1, ox=W-3): the tile crosses into the next output row */
+            conv_tile_f(x, wp, zeros, out, 40, mr, nc, 1, W - 3, W, H, W, CI, KH, KW,
+                        s, s, d, d, 1, 1, fin, acc);
+            for (i = 0; i < CONV_MR * 40; i++) printf("%.9g\n", out[i]);
+        }
+    }
+    return 0;
+}
+"""
+
+
+def test_scalar_tile_matches_vector_tile(tmp_path):
+    """The plain-C tile that compilers without vector extensions get (forced here with
+    CONV_NO_VECTOR_EXT) computes what the vector tile computes, NaN/Inf included."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        pytest.skip("no C compiler found to build the tile driver")
+    src = tmp_path / "tile.c"
+    src.write_text(_TILE_DRIVER)
+    outputs = {}
+    for name, flags in (("vector", []), ("scalar", ["-DCONV_NO_VECTOR_EXT"])):
+        exe = tmp_path / name
+        build = subprocess.run(
+            [cc, "-std=c99", "-O2", "-Wno-psabi", *flags, f"-I{REPO / 'conv' / 'methods'}",
+             str(src), "-o", str(exe)], capture_output=True, text=True)
+        assert build.returncode == 0, build.stderr
+        run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        outputs[name] = np.array(run.stdout.split(), dtype=np.float64)
+    vec, sca = outputs["vector"], outputs["scalar"]
+    assert vec.size == sca.size > 0
+    assert np.array_equal(np.isnan(vec), np.isnan(sca))
+    assert np.array_equal(np.isinf(vec), np.isinf(sca))
+    finite = np.isfinite(vec)
+    np.testing.assert_allclose(sca[finite], vec[finite], rtol=1e-5, atol=1e-5)
