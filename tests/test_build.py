@@ -195,7 +195,8 @@ _TILE_DRIVER = r"""
 int main(void) {
     enum { H = 7, W = 11, CI = 3, KH = 3, KW = 3 };
     static float x[H * W * CI], wp[KH * KW * CI * CONV_NR_F], zeros[KW * CI], out[CONV_MR * 40];
-    int i, mr, nc, s, d, acc, fin;
+    int i, mr, nc, s, d, acc, fin, pos;
+    const int oys[3] = {0, 3, H - 1}, oxs[3] = {0, 4, W - 3};
     for (i = 0; i < H * W * CI; i++) x[i] = (float)((i * 37) % 23) / 7.0f - 1.5f;
     for (fin = 1; fin >= 0; fin--) {
         for (i = 0; i < KH * KW * CI * CONV_NR_F; i++) wp[i] = (float)((i * 11) % 17) / 5.0f - 1.6f;
@@ -204,11 +205,14 @@ int main(void) {
         for (nc = 1; nc <= CONV_NR_F; nc += 5)
         for (s = 1; s <= 2; s++)
         for (d = 1; d <= 2; d++)
-        for (acc = 0; acc <= 1; acc++) {
+        for (acc = 0; acc <= 1; acc++)
+        for (pos = 0; pos < 9; pos++) {
             for (i = 0; i < CONV_MR * 40; i++) out[i] = (float)(i % 3);
-            /* first pixel (oy=1, ox=W-3): the tile crosses into the next output row */
-            conv_tile_f(x, wp, zeros, out, 40, mr, nc, 1, W - 3, W, H, W, CI, KH, KW,
-                        s, s, d, d, 1, 1, fin, acc);
+            /* first pixel at the top, middle or bottom row and the left, middle or right
+               column (an output grid of H x W, pads 1 and 1): at ox = W-3 the tile
+               crosses into the next output row */
+            conv_tile_f(x, wp, zeros, out, 40, mr, nc, oys[pos / 3], oxs[pos % 3], W, H, W,
+                        CI, KH, KW, s, s, d, d, 1, 1, fin, acc);
             for (i = 0; i < CONV_MR * 40; i++) printf("%.9g\n", out[i]);
         }
     }
