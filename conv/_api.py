@@ -7,7 +7,7 @@ import numpy as np
 
 from . import _auto
 from ._contract import Method, MethodError, Problem
-from ._frontend import Normalized, normalize, zero_pad
+from ._frontend import Normalized, kernel_array, normalize, zero_pad
 from ._registry import REGISTRY
 
 
@@ -100,12 +100,6 @@ def _bands(out_size, in_size, k, s, d, pad_before):
     return bands
 
 
-def _readonly(a):
-    a = np.ascontiguousarray(a)
-    a.flags.writeable = False
-    return a
-
-
 def _banded(method, norm: Normalized) -> np.ndarray:
     """Padding without zeros, for a method conv pads for: each band of outputs sharing
     one range of in-bounds taps is a VALID problem on an input window with the kernel
@@ -125,8 +119,8 @@ def _banded(method, norm: Normalized) -> np.ndarray:
             cols = (p1 - p0 - 1) * sw + (b1 - b0 - 1) * dw + 1
             sub = dataclasses.replace(
                 norm,
-                x=_readonly(x[:, y : y + rows, xx : xx + cols, :]),
-                w=_readonly(w[a0:a1, b0:b1]),
+                x=kernel_array(x[:, y : y + rows, xx : xx + cols, :]),
+                w=kernel_array(w[a0:a1, b0:b1]),
                 padding=((0, 0), (0, 0)),
                 out_shape=(n, o1 - o0, p1 - p0, co),
             )
@@ -154,8 +148,7 @@ def _phases(method, xp, w, dilation, threads):
     full = np.empty((xp.shape[0], oh, ow, co), dtype=xp.dtype)
     for a in range(min(dh, oh)):
         for b in range(min(dw, ow)):
-            sub = np.ascontiguousarray(xp[:, a::dh, b::dw, :])
-            sub.flags.writeable = False
+            sub = kernel_array(xp[:, a::dh, b::dw, :])
             shape = (xp.shape[0], len(range(a, oh, dh)), len(range(b, ow, dw)), co)
             full[:, a::dh, b::dw, :] = _call(
                 method, Problem(sub, w, (1, 1), (1, 1), ((0, 0), (0, 0)), threads, shape)

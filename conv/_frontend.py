@@ -81,9 +81,10 @@ def compute_dtype(x_dtype, w_dtype) -> Tuple[np.dtype, np.dtype]:
     )
 
 
-def _prepare(arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """C-contiguous, native byte order, given dtype; a read-only view so no kernel can
-    write to the caller's memory. Copies only when the layout or dtype requires it."""
+def kernel_array(arr: np.ndarray, dtype=None) -> np.ndarray:
+    """What a kernel may receive: C-contiguous, native byte order, ``dtype`` (default:
+    arr's), and read-only so no kernel can write to the caller's memory. Copies only
+    when the layout or dtype requires it."""
     out = np.ascontiguousarray(arr, dtype=dtype)
     # A view over a read-only buffer: unlike flags.writeable = False on a plain view,
     # a kernel cannot switch it back to writeable and reach the caller's memory.
@@ -253,8 +254,8 @@ def normalize(x, w, *, stride=1, padding="VALID", dilation=1, threads=None) -> N
         oh = _out_size(h, pads[0], kh, stride_p[0], dilation_p[0], "height")
         ow = _out_size(wd, pads[1], kw, stride_p[1], dilation_p[1], "width")
     return Normalized(
-        x=_prepare(xa, dtype),
-        w=_prepare(wa, dtype),
+        x=kernel_array(xa, dtype),
+        w=kernel_array(wa, dtype),
         stride=stride_p,
         dilation=dilation_p,
         padding=pads,
