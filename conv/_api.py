@@ -62,7 +62,7 @@ def run(method: Method, norm: Normalized) -> np.ndarray:
     n, oh, ow, co = norm.out_shape
     if n * oh * ow * co == 0:
         return np.empty(norm.out_shape, dtype=norm.dtype)
-    if norm.x.shape[3] == 0:  # a sum over no input channels
+    if 0 in norm.x.shape[1:]:  # every tap in the padding, or no input channels: empty sums
         return np.zeros(norm.out_shape, dtype=norm.dtype)
     x, pads = norm.x, norm.padding
     stride, dilation = norm.stride, norm.dilation
@@ -91,7 +91,7 @@ def _bands(out_size, in_size, k, s, d, pad_before):
     bands = []
     for o in range(out_size):
         first = o * s - pad_before  # input index of tap 0
-        t0 = max(0, -(first // d))  # ceil(-first / d)
+        t0 = min(k, max(0, -(first // d)))  # ceil(-first / d); all-padding runs merge
         t1 = max(t0, min(k, (in_size - 1 - first) // d + 1))
         if bands and bands[-1][2:] == [t0, t1]:
             bands[-1][1] = o + 1

@@ -110,6 +110,8 @@ class Method:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ValueError(f"Method.name must be an identifier-like string; got {self.name!r}")
+        if self.name == "auto":
+            raise ValueError('Method.name "auto" is reserved for conv2d\'s automatic choice')
         if not callable(self.kernel):
             raise TypeError(f"Method.kernel must be callable; got {type(self.kernel).__name__}")
         dtypes = tuple(np.dtype(d).name for d in self.dtypes)

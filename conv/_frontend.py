@@ -112,13 +112,15 @@ def as_pair(value, name: str) -> Pair:
         if isinstance(value, (bool, np.bool_)):
             raise TypeError(f"{name} must be an int or an (h, w) pair of ints; got {value!r}")
         items = [_int(v, name) for v in value]
-        if len(items) == 2:
+        if len(items) == 1:  # tf.nn.conv2d accepts [s] too
+            pair = (items[0], items[0])
+        elif len(items) == 2:
             pair = (items[0], items[1])
         elif len(items) == 4 and items[0] == 1 and items[3] == 1:
             pair = (items[1], items[2])
         else:
             raise ValueError(
-                f"{name} must be an int, an (h, w) pair, or [1, h, w, 1]; got {value!r}"
+                f"{name} must be an int, [s], an (h, w) pair, or [1, h, w, 1]; got {value!r}"
             )
     if pair[0] < 1 or pair[1] < 1:
         raise ValueError(f"{name} must be >= 1 in both dimensions; got {value!r}")
@@ -253,6 +255,15 @@ def normalize(x, w, *, stride=1, padding="VALID", dilation=1, threads=None) -> N
     else:
         oh = _out_size(h, pads[0], kh, stride_p[0], dilation_p[0], "height")
         ow = _out_size(wd, pads[1], kw, stride_p[1], dilation_p[1], "width")
+    # Strides past the dense output's extent all give one output, and a one-tap kernel's
+    # dilation does nothing: clamp both, so kernels never see huge values (same result,
+    # same output size for a method that derives it itself).
+    dilation_p = tuple(1 if k == 1 else d for k, d in zip((kh, kw), dilation_p))
+    dense = [
+        size + p[0] + p[1] - (k - 1) * d
+        for size, p, k, d in zip((h, wd), pads, (kh, kw), dilation_p)
+    ]
+    stride_p = tuple(min(s, max(1, e)) for s, e in zip(stride_p, dense))
     return Normalized(
         x=kernel_array(xa, dtype),
         w=kernel_array(wa, dtype),

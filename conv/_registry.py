@@ -41,8 +41,16 @@ class _Entry:
     distribution: Optional[str]
     version: Optional[str]
     method: Optional[Method] = None
-    error: Optional[MethodError] = None
+    # Why loading failed: the message and the original exception. A fresh MethodError
+    # is raised each time, so no traceback (holding callers' frames) accumulates here.
+    error: Optional[tuple] = None
     warned: bool = False
+
+    def fail(self) -> MethodError:
+        message, original = self.error
+        err = MethodError(message, original)
+        err.__cause__ = original
+        return err
 
 
 def _dist_of(ep: metadata.EntryPoint):
@@ -111,30 +119,31 @@ class Registry:
             if entry.method is not None:
                 return entry.method
             if entry.error is not None:
-                raise entry.error
+                raise entry.fail()
             where = f"{entry.entry_point.value!r} from distribution {entry.distribution or '?'}"
             try:
                 obj = entry.entry_point.load()
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - isolation is the point
-                entry.error = MethodError(
+                entry.error = (
                     f"conv method {entry.name!r} ({where}) failed to import: "
                     f"{type(exc).__name__}: {exc}",
                     exc,
                 )
-                entry.error.__cause__ = exc
-                raise entry.error from exc
+                raise entry.fail()
             if not isinstance(obj, Method):
-                entry.error = MethodError(
+                entry.error = (
                     f"conv method {entry.name!r} ({where}) is a {type(obj).__name__}, "
-                    f"not a conv.Method"
+                    f"not a conv.Method",
+                    None,
                 )
-                raise entry.error
+                raise entry.fail()
             if obj.name != entry.name:
-                entry.error = MethodError(
+                entry.error = (
                     f"conv method {entry.name!r} ({where}) is a Method named {obj.name!r}; "
-                    f"the entry point's name and Method.name must agree"
+                    f"the entry point's name and Method.name must agree",
+                    None,
                 )
-                raise entry.error
+                raise entry.fail()
             entry.method = obj.with_origin(entry.distribution, entry.version)
             return entry.method
 

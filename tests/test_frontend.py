@@ -49,7 +49,7 @@ BAD = [
     ("stride-bool-in-pair", TypeError, "stride", X, W, {"stride": (True, 1)}),
     ("stride-str", TypeError, "stride", X, W, {"stride": "2"}),
     ("stride-None", TypeError, "stride", X, W, {"stride": None}),
-    ("stride-length-1", ValueError, "stride", X, W, {"stride": (1,)}),
+    ("stride-length-3", ValueError, "stride", X, W, {"stride": (1, 2, 1)}),
     ("stride-length-3", ValueError, "stride", X, W, {"stride": (1, 2, 3)}),
     ("stride-tf4-bad-batch", ValueError, "stride", X, W, {"stride": [2, 1, 1, 1]}),
     ("dilation-0", ValueError, "dilation", X, W, {"dilation": 0}),
@@ -424,3 +424,31 @@ def test_threads_reach_the_kernel(monkeypatch, registered):
     assert seen[-1].threads == 5
     conv.conv2d(x, w, method="spy_parallel", threads=np.int32(1))
     assert seen[-1].threads == 1 and type(seen[-1].threads) is int
+
+
+@pytest.mark.parametrize("name", ["stride", "dilation"])
+def test_length_one_lists_mean_both_axes(name):
+    """tf.nn.conv2d accepts [s] for stride and dilation; so does conv."""
+    x = np.random.default_rng(3).standard_normal((1, 9, 9, 2))
+    w = np.random.default_rng(4).standard_normal((2, 2, 2, 3))
+    assert np.array_equal(conv.conv2d(x, w, **{name: [2]}), conv.conv2d(x, w, **{name: 2}))
+
+
+def test_irrelevant_huge_stride_and_dilation():
+    """A stride along an axis with one output, or a dilation along an axis with a one-tap
+    kernel, cannot matter; conv accepts any size there (the kernels see 1)."""
+    x = np.random.default_rng(5).standard_normal((1, 3, 3, 2))
+    w = np.random.default_rng(6).standard_normal((1, 1, 2, 3))
+    want = conv.conv2d(x, w)[:, :1, :1, :]
+    for method in ("direct", "matmul", "numpy"):
+        got = conv.conv2d(x, w, stride=2**62, dilation=2**62, method=method)
+        assert got.shape == (1, 1, 1, 3) and np.array_equal(got, want), method
+
+
+@pytest.mark.parametrize("method", ["direct", "matmul", "numpy", "python"])
+def test_empty_spatial_input_with_padding_is_zeros(method):
+    """H or W = 0 with padding: every tap lands in the padding, every sum is empty."""
+    w = np.ones((1, 1, 2, 3))
+    for shape in ((1, 0, 2, 2), (1, 2, 0, 2), (1, 0, 0, 2)):
+        out = conv.conv2d(np.ones(shape), w, padding=1, method=method)
+        assert out.shape == (1, shape[1] + 2, shape[2] + 2, 3) and not out.any()

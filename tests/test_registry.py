@@ -539,3 +539,30 @@ def test_import_conv_survives_a_broken_plugin(tmp_path):
         PYTHONPATH=str(tmp_path),
     )
     assert out.strip() == "ok"
+
+
+def test_broken_method_errors_do_not_accumulate_callers_frames():
+    """The registry remembers why a plugin failed, not the raised error: each call gets a
+    fresh MethodError, so repeated failures do not keep callers' frames (and arrays) alive."""
+    from importlib.metadata import EntryPoint
+
+    from conv._registry import Registry
+
+    reg = Registry(group="conv.tests.nonexistent")
+    reg._entries = {"bad": _Entry_for_test(EntryPoint("bad", "conv_no_such_module_xyz:M", "g"))}
+    depths = []
+    for _ in range(4):
+        with pytest.raises(conv.MethodError) as info:
+            reg.get_method("bad")
+        assert isinstance(info.value.__cause__, ModuleNotFoundError)
+        tb, depth = info.value.__traceback__, 0
+        while tb is not None:
+            depth, tb = depth + 1, tb.tb_next
+        depths.append(depth)
+    assert len(set(depths)) == 1, depths
+
+
+def _Entry_for_test(ep):
+    from conv._registry import _Entry
+
+    return _Entry(ep.name, ep, "conv-broken-test", "0")

@@ -444,3 +444,27 @@ def test_portable_build_agrees(tmp_path):
                     kit.assert_conv_close(got, avx2, scale, dtype)
                     # within the portable build, the same summation order everywhere
                     assert np.array_equal(got, first), (case.id, dtype, m, t)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+def test_forked_child_after_a_parallel_call_does_not_hang():
+    """GNU OpenMP is not fork-safe: a child forked after a parallel region would hang in
+    its next one. conv runs the kernels on one thread in a forked child instead."""
+    code = textwrap.dedent(
+        """
+        import os, sys, numpy as np, conv
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((4, 40, 40, 16)); w = rng.standard_normal((3, 3, 16, 32))
+        parent = conv.conv2d(x, w, threads=2)          # a real 2-thread parallel region
+        pid = os.fork()
+        if pid == 0:
+            ok = all(np.array_equal(conv.conv2d(x, w, method=m, threads=2), parent)
+                     for m in ("direct", "matmul"))
+            os._exit(0 if ok else 3)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=tempfile.gettempdir())
+    assert run.returncode == 0, run.stdout + run.stderr

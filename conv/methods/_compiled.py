@@ -10,10 +10,14 @@ from .._config import cpu_has
 from .._contract import Problem
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
 def _load_variant():
     """The AVX2+FMA build when NumPy's run-time detection finds both, else the portable
     build. CONV_FORCE_PORTABLE=1 skips the AVX2 build (to test the portable one)."""
-    force = os.environ.get("CONV_FORCE_PORTABLE", "").strip() not in ("", "0")
+    force = _env_flag("CONV_FORCE_PORTABLE")
     if not force and cpu_has("AVX2", "FMA3"):
         try:
             return importlib.import_module("conv.methods._kernels_avx2")
@@ -43,9 +47,26 @@ def pack_weights(w: np.ndarray) -> np.ndarray:
 FLOPS_PER_THREAD = 2_000_000
 
 
+# GNU OpenMP is not fork-safe: a child forked after a parallel region hangs in its next
+# one. In such a child the kernels run on one thread (as PyTorch does); results are the
+# same, since they never depend on the thread count.
+_forked_child = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked_child
+    _forked_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def threads_for(p: Problem) -> int:
-    """p.threads, capped so each thread gets at least FLOPS_PER_THREAD of work. The
-    kernels' results do not depend on the thread count, only their speed does."""
+    """p.threads, capped so each thread gets at least FLOPS_PER_THREAD of work, and 1 in
+    a forked child. The kernels' results do not depend on the thread count."""
+    if _forked_child:
+        return 1
     return max(1, min(p.threads, p.flops // FLOPS_PER_THREAD))
 
 

@@ -119,10 +119,10 @@ static void TILE(const T *restrict x, const T *restrict wp, const T *restrict ze
         }
     }
 
-    /* input position of tap (0, 0) for each pixel of the tile */
+    /* input position of tap (0, 0) for each pixel of the tile (rows >= mr are unused) */
     for (r = 0; r < CONV_MR; r++) {
-        iy0[r] = oy * sh - pt;
-        ix0[r] = ox * sw - pl;
+        iy0[r] = r < mr ? oy * sh - pt : 0;
+        ix0[r] = r < mr ? ox * sw - pl : 0;
         if (++ox == OW) {
             ox = 0;
             oy++;
@@ -135,7 +135,7 @@ static void TILE(const T *restrict x, const T *restrict wp, const T *restrict ze
         for (r = 0; r < CONV_MR; r++) {
             const ptrdiff_t iy = iy0[r] + i * dh;
             rowok[r] = r < mr && iy >= 0 && iy < H;
-            rowp[r] = x + iy * W * CI;
+            rowp[r] = rowok[r] ? x + iy * W * CI : zeros;
             any |= rowok[r];
             if (r < mr && !(rowok[r] && ix0[r] >= 0 && ix0[r] + (KW - 1) * dw < W))
                 whole = 0;
