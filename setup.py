@@ -13,7 +13,7 @@ Everything about compilation lives here, once:
 Ask an installed conv which build it is: ``python -c "import conv; conv.show_config()"``.
 """
 import os
-import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -44,13 +44,15 @@ EXTENSIONS = [
     Extension("conv._buildinfo", ["conv/_buildinfo.pyx"]),
     Extension("conv.methods._kernels", ["conv/methods/_kernels.pyx"]),
 ]
-# Kernels also built for AVX2+FMA; conv.methods._simd picks one at import.
+# Kernels also built for AVX2+FMA; conv.methods._compiled picks one at import.
 SIMD_KERNELS = ["conv.methods._kernels"]
 
 
 def _is_x86_64():
-    machine = (sysconfig.get_platform() + " " + platform.machine()).lower()
-    return any(tag in machine for tag in ("x86_64", "amd64", "win-amd64"))
+    """Whether the *target* is x86-64 (sysconfig follows cross-compilation settings;
+    a universal2 macOS build also has an arm64 slice, so it gets no AVX2 variant)."""
+    target = sysconfig.get_platform().lower()
+    return target.endswith(("x86_64", "amd64"))
 
 
 if _is_x86_64():
@@ -76,8 +78,13 @@ _OPENMP_TEST = textwrap.dedent(
 def _openmp_candidates(compiler_type):
     if compiler_type == "msvc":
         return [(["/openmp"], [])]
-    if sys.platform == "darwin":  # Apple clang needs libomp (brew install libomp)
-        return [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
+    if sys.platform == "darwin":  # Apple clang needs libomp (brew install libomp, keg-only)
+        found = []
+        for prefix in ("/opt/homebrew/opt/libomp", "/usr/local/opt/libomp"):
+            if os.path.isdir(prefix):
+                found.append((["-Xpreprocessor", "-fopenmp", f"-I{prefix}/include"],
+                              [f"-L{prefix}/lib", "-lomp", f"-Wl,-rpath,{prefix}/lib"]))
+        return found + [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
     return [(["-fopenmp"], ["-fopenmp"]), (["-qopenmp"], ["-qopenmp"])]
 
 
@@ -95,7 +102,12 @@ def probe_openmp(compiler):
             try:
                 objs = compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
                 exe = os.path.join(tmp, "test_openmp")
-                compiler.link_executable(objs, exe, extra_postargs=ldflags)
+                # the build's own LDFLAGS too (sanitizers, coverage), which the
+                # compiler object does not apply to executables by itself
+                compiler.link_executable(
+                    objs, exe, extra_preargs=shlex.split(os.environ.get("LDFLAGS", "")),
+                    extra_postargs=ldflags,
+                )
                 if compiler.compiler_type == "msvc":
                     exe += ".exe"
                 result = subprocess.run(
@@ -149,7 +161,9 @@ setup(
     ext_modules=cythonize(
         EXTENSIONS,
         compiler_directives=DIRECTIVES,
-        compile_time_env={},
+        # regenerate the C every build: cythonize otherwise goes by timestamps only, and a
+        # switch of CONV_DEBUG would silently keep the previous directives
+        force=True,
         quiet=True,
     ),
     cmdclass={"build_ext": BuildExt},
