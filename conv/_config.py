@@ -20,6 +20,15 @@ def cpu_has(*features: str) -> bool:
     return all(found.get(f, False) for f in features)
 
 
+def _kernel_variant() -> str:
+    """Which compiled kernel build is loaded (see conv.methods._compiled)."""
+    try:
+        from .methods import _compiled
+    except ImportError as exc:  # a broken build: say so instead of failing
+        return f"unavailable ({exc})"
+    return f"{_compiled.impl.__name__} ({_compiled.impl.SIMD})"
+
+
 def build_info() -> dict:
     """A dict describing this installation: version, OpenMP, SIMD, methods."""
     from . import __version__
@@ -38,6 +47,7 @@ def build_info() -> dict:
         "default_threads": default_threads(),
         "built_for_avx2_fma": _buildinfo.baseline_avx2_fma(),
         "cpu_avx2_fma": cpu_has("AVX2", "FMA3"),
+        "kernels": _kernel_variant(),
         "methods": REGISTRY.list_methods(),
     }
 

@@ -1,9 +1,10 @@
 """"direct": the direct convolution loop, compiled, register-blocked and OpenMP-parallel.
 
-Each parallel step computes one output row of one 16-channel (float32) or
-8-channel (float64) tile, six output pixels at a time with the accumulators held
-in registers, summing over every kernel tap and input channel before storing.
-Padded taps are skipped.
+Each parallel task computes a block of 8 tiles of 6 consecutive output pixels times
+one 16-channel (float32) or 8-channel (float64) slice of C_out, with the accumulators
+held in registers, summing over every kernel tap and input channel before storing.
+Padded taps contribute nothing (with finite weights the tile may read zeros for
+them; with an Inf/NaN weight they are skipped).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ METHOD = Method(
     name="direct",
     kernel=_kernel,
     description="Direct convolution in Cython: 6-pixel x 16/8-channel register tiles, nogil, "
-    "OpenMP prange over output rows, AVX2+FMA build chosen at run time.",
+    "OpenMP prange over blocks of output pixels, AVX2+FMA build chosen at run time.",
     parallel=True,
     pads_itself=True,
 )
