@@ -255,7 +255,7 @@ def _threadpool_limits(threads: int):
 # ------------------------------------------------------------------ reference
 @dataclass
 class Reference:
-    name: str  # "tensorflow", "exact" or "float64-numpy"
+    name: str  # "tensorflow" or "exact"
     description: str
     fn: Callable[[np.ndarray, np.ndarray], np.ndarray] = field(repr=False)
 
@@ -264,20 +264,6 @@ def _tf_conv(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """The article's reference_func: tf.nn.conv2d, VALID, stride 1, back to NumPy."""
     tf = _tensorflow()
     return tf.nn.conv2d(tf.constant(x), tf.constant(w), strides=1, padding="VALID").numpy()
-
-
-def _float64_reference(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Fallback when conv.testing is missing: the tap-by-tap matmul sum in float64."""
-    x = x.astype(np.float64)
-    w = w.astype(np.float64)
-    n, h, wd, ci = x.shape
-    kh, kw, _, co = w.shape
-    oh, ow = h - kh + 1, wd - kw + 1
-    out = np.zeros((n, oh, ow, co))
-    for i in range(kh):
-        for j in range(kw):
-            out += x[:, i:i + oh, j:j + ow, :] @ w[i, j]
-    return out
 
 
 def select_reference() -> Reference:
@@ -289,15 +275,8 @@ def select_reference() -> Reference:
             f"tf.nn.conv2d (TensorFlow {tf.__version__}) in the same dtype, as in the article",
             _tf_conv,
         )
-    try:
-        from .testing import reference_conv2d
-    except ImportError:
-        return Reference(
-            "float64-numpy",
-            "a float64 NumPy sum (not exact), because TensorFlow is not installed and "
-            "conv.testing.reference_conv2d is unavailable",
-            _float64_reference,
-        )
+    from .testing import reference_conv2d
+
     return Reference(
         "exact",
         "conv.testing.reference_conv2d (exact: extended-precision sums, rounded to float64), "
@@ -517,30 +496,15 @@ def resolve_methods(text: str) -> List[str]:
 
 
 def _auto_choice(x: np.ndarray, w: np.ndarray, threads: int) -> Optional[str]:
-    """Which method "auto" runs on this problem (None if that cannot be asked).
+    """Which method "auto" runs on this problem (informative; None if it cannot be told)."""
+    from . import _auto
+    from ._frontend import normalize
+    from ._registry import REGISTRY
 
-    Informative only, and it asks conv's private rule, whose signature may change: both
-    ``choose(norm, registry) -> Method`` and ``choose(norm, names) -> str`` are understood.
-    """
     try:
-        from . import _auto
-        from ._frontend import normalize
-        from ._registry import REGISTRY
-    except Exception:  # noqa: BLE001
+        return _auto.choose(normalize(x, w, threads=threads), REGISTRY).name
+    except Exception:  # noqa: BLE001 - the row itself reports what went wrong
         return None
-    try:
-        norm = normalize(x, w, threads=threads)
-    except Exception:  # noqa: BLE001
-        return None
-    for arg in (REGISTRY, REGISTRY.list_methods()):
-        try:
-            chosen = _auto.choose(norm, arg)
-        except Exception:  # noqa: BLE001
-            continue
-        name = chosen if isinstance(chosen, str) else getattr(chosen, "name", None)
-        if isinstance(name, str):
-            return name
-    return None
 
 
 def _python_timing(x, w, images: int, runs: int, threads: int, progress: Progress, tag: str):
