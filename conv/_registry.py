@@ -46,7 +46,11 @@ class _Entry:
     error: Optional[tuple] = None
     warned: bool = False
 
-    def fail(self) -> MethodError:
+    def fail(self, message: Optional[str] = None, original=None) -> MethodError:
+        """The error to raise: records a first failure (message and original exception),
+        and builds a fresh MethodError from the record every time."""
+        if message is not None:
+            self.error = (message, original)
         message, original = self.error
         err = MethodError(message, original)
         err.__cause__ = original
@@ -124,26 +128,21 @@ class Registry:
             try:
                 obj = entry.entry_point.load()
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - isolation is the point
-                entry.error = (
+                raise entry.fail(
                     f"conv method {entry.name!r} ({where}) failed to import: "
                     f"{type(exc).__name__}: {exc}",
                     exc,
                 )
-                raise entry.fail()
             if not isinstance(obj, Method):
-                entry.error = (
+                raise entry.fail(
                     f"conv method {entry.name!r} ({where}) is a {type(obj).__name__}, "
-                    f"not a conv.Method",
-                    None,
+                    f"not a conv.Method"
                 )
-                raise entry.fail()
             if obj.name != entry.name:
-                entry.error = (
+                raise entry.fail(
                     f"conv method {entry.name!r} ({where}) is a Method named {obj.name!r}; "
-                    f"the entry point's name and Method.name must agree",
-                    None,
+                    f"the entry point's name and Method.name must agree"
                 )
-                raise entry.fail()
             entry.method = obj.with_origin(entry.distribution, entry.version)
             return entry.method
 
