@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 from ._contract import Method, MethodError, MethodUnavailableError
 
 GROUP = "conv.methods"
-OWN_DISTRIBUTION = "conv"
+OWN_DISTRIBUTION = "conv2d-cpu"
 
 
 class PluginWarning(UserWarning):

@@ -396,7 +396,7 @@ def test_duplicate_name_conv_own_wins_with_a_warning(run_child):
         )
         """
     )
-    assert r["distribution"] == "conv"
+    assert r["distribution"] == "conv2d-cpu"
     assert r["version"] == r["conv_version"]
     dup = [msg for is_plugin, msg in r["warnings"] if is_plugin and "'numpy'" in msg]
     assert len(dup) == 1, r["warnings"]

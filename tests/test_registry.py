@@ -55,7 +55,7 @@ def test_list_methods_contents():
 
 def test_builtins_are_entry_points_of_conv():
     eps = {ep.name: ep for ep in metadata.entry_points(group="conv.methods")
-           if ep.dist is not None and ep.dist.metadata["Name"] == "conv"}
+           if ep.dist is not None and ep.dist.metadata["Name"] == conv._registry.OWN_DISTRIBUTION}
     assert set(BUILTIN) <= set(eps)
     assert eps["numpy"].value == "conv.methods.slices:METHOD"
     assert eps["tensorflow"].value == "conv.methods.tf:METHOD"
@@ -69,8 +69,8 @@ def test_get_method_fields(name):
     assert isinstance(m.description, str) and len(m.description) > 10
     assert m.dtypes == ("float32", "float64")
     assert isinstance(m.parallel, bool)
-    assert m.distribution == "conv"
-    assert m.version == metadata.version("conv") == conv.__version__
+    assert m.distribution == "conv2d-cpu"
+    assert m.version == metadata.version("conv2d-cpu") == conv.__version__
     assert callable(m.kernel)
 
 
@@ -82,7 +82,7 @@ def test_parallel_flags():
 def test_tensorflow_method_declares_its_requirement():
     m = conv.get_method("tensorflow")
     assert m.requires == ("tensorflow",)
-    assert m.install_hint == 'pip install "conv[tf]"'
+    assert m.install_hint == 'pip install "conv2d-cpu[tf]"'
 
 
 def test_get_method_unknown():
@@ -131,7 +131,7 @@ def test_without_tensorflow_the_method_is_unlisted_and_explains(tmp_path):
             raise SystemExit("no MethodUnavailableError")
         """
     )
-    assert 'pip install "conv[tf]"' in out
+    assert 'pip install "conv2d-cpu[tf]"' in out
     assert "tensorflow" in out
 
 
@@ -179,7 +179,7 @@ def test_register_over_a_builtin_needs_replace(registered):
     x, w = np.zeros((1, 3, 3, 1)), np.zeros((2, 2, 1, 1))
     assert (conv.conv2d(x, w, method="numpy") == 1).all()
     conv.unregister_method("numpy")  # the entry point's method is back
-    assert conv.get_method("numpy").distribution == "conv"
+    assert conv.get_method("numpy").distribution == "conv2d-cpu"
     assert (conv.conv2d(x, w, method="numpy") == 0).all()
 
 
@@ -262,7 +262,7 @@ def test_tensorflow_install_hint_when_missing(registered):
     fake = dataclasses.replace(tf_method, requires=("conv_no_such_tensorflow",))
     registered(fake, replace=True)
     assert "tensorflow" not in conv.list_methods()
-    with pytest.raises(conv.MethodUnavailableError, match=r'pip install "conv\[tf\]"'):
+    with pytest.raises(conv.MethodUnavailableError, match=r'pip install "conv2d-cpu\[tf\]"'):
         conv.conv2d(np.ones((1, 3, 3, 1)), np.ones((2, 2, 1, 1)), method="tensorflow")
     with pytest.raises(ImportError):  # MethodUnavailableError is an ImportError
         conv.conv2d(np.ones((1, 3, 3, 1)), np.ones((2, 2, 1, 1)), method="tensorflow")
@@ -490,7 +490,7 @@ def test_plugins_are_isolated(fake_plugins):
     assert "conv-fakeplug" in messages and "fakeplug exploded on import" in messages
     # conv's own methods are untouched, and win a name clash
     assert {"python", "numpy", "direct"} <= set(names)
-    assert conv.get_method("numpy").distribution == "conv"
+    assert conv.get_method("numpy").distribution == "conv2d-cpu"
     # the duplicate: the alphabetically first distribution wins, with a warning naming both
     assert conv.get_method("dup").description == "from aaa"
     assert conv.get_method("dup").distribution == "aaa-fakedup"
