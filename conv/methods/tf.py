@@ -1,10 +1,11 @@
 """"tensorflow": tf.nn.conv2d, the reference and baseline.
 
 TensorFlow is imported on first use only (``import conv`` never imports it). It
-pads itself; note that TensorFlow 2.21's float64 CPU kernel multiplies padded
-zeros by the filter (so an Inf weight next to the border gives NaN) while its
-float32 kernel and conv's methods skip padded taps. TensorFlow keeps its own
-thread pool, so ``threads`` is not honoured.
+pads itself, and what it does with padded taps next to a non-finite weight differs
+between its builds (its float64 CPU kernel multiplies the padding's zeros, so an Inf
+weight next to the border gives NaN; its float32 kernel did so on one machine and
+skipped the padded taps on another), while conv's own methods always skip them.
+TensorFlow keeps its own thread pool, so ``threads`` is not honoured.
 """
 from __future__ import annotations
 
@@ -37,5 +38,5 @@ METHOD = Method(
     description="tf.nn.conv2d (TensorFlow's own CPU kernels: oneDNN for float32, Eigen for float64).",
     pads_itself=True,
     requires=("tensorflow",),
-    install_hint='pip install "conv[tf]"',
+    install_hint='pip install "conv2d-cpu[tf]"',
 )
