@@ -4,10 +4,12 @@ Everything about compilation lives here, once:
   * Cython directives: boundscheck/wraparound/initializedcheck off, cdivision on,
     language_level 3. CONV_DEBUG=1 turns the checks back on (bounds errors become
     IndexError instead of undefined behaviour) and builds with -O0 -g.
-  * OpenMP: proved by compiling, linking and running a tiny program with each
-    candidate flag set. If none works, the extensions are built serial and a
-    warning says so; the install never fails for lack of OpenMP.
-    CONV_DISABLE_OPENMP=1 forces the serial build (to test both builds).
+  * Threads: on POSIX systems the kernels run on conv's own pthreads pool
+    (conv/methods/_pool.h; -pthread). Elsewhere (MSVC) OpenMP, proved by compiling,
+    linking and running a tiny program; if that fails the build is serial and a
+    warning says so: the install never fails for lack of threads.
+    CONV_SERIAL=1 (or its old name CONV_DISABLE_OPENMP=1) forces the serial build,
+    which the tests build to check that it agrees bit for bit.
   * Optimization: -O3 by default. CONV_NATIVE=1 adds -march=native, which makes a
     binary that only runs on CPUs like the build machine: opt-in, never in wheels.
 Ask an installed conv which build it is: ``python -c "import conv; conv.show_config()"``.
@@ -76,23 +78,17 @@ _OPENMP_TEST = textwrap.dedent(
 
 
 def _openmp_candidates(compiler_type):
+    """OpenMP flag sets to try where conv's pthreads pool is not available."""
     if compiler_type == "msvc":
         return [(["/openmp"], [])]
-    if sys.platform == "darwin":  # Apple clang needs libomp (brew install libomp, keg-only)
-        found = []
-        for prefix in ("/opt/homebrew/opt/libomp", "/usr/local/opt/libomp"):
-            if os.path.isdir(prefix):
-                found.append((["-Xpreprocessor", "-fopenmp", f"-I{prefix}/include"],
-                              [f"-L{prefix}/lib", "-lomp", f"-Wl,-rpath,{prefix}/lib"]))
-        return found + [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
     return [(["-fopenmp"], ["-fopenmp"]), (["-qopenmp"], ["-qopenmp"])]
+
+
+SERIAL = _env_flag("CONV_SERIAL") or _env_flag("CONV_DISABLE_OPENMP")
 
 
 def probe_openmp(compiler):
     """(compile_args, link_args) that build and run an OpenMP program, or None."""
-    if _env_flag("CONV_DISABLE_OPENMP"):
-        print("conv: CONV_DISABLE_OPENMP is set: building the serial (no OpenMP) version")
-        return None
     tmp = tempfile.mkdtemp(prefix="conv-openmp-")
     try:
         src = os.path.join(tmp, "test_openmp.c")
@@ -126,12 +122,20 @@ def probe_openmp(compiler):
 class BuildExt(build_ext):
     def build_extensions(self):
         ctype = self.compiler.compiler_type
-        omp = probe_openmp(self.compiler)
-        if omp is None and not _env_flag("CONV_DISABLE_OPENMP"):
+        posix = os.name == "posix" and ctype != "msvc"
+        omp, macros = None, []
+        if SERIAL:
+            print("conv: CONV_SERIAL is set: building the serial (one thread) version")
+            macros.append(("CONV_SERIAL", "1"))
+        elif posix:
+            omp = (["-pthread"], ["-pthread"])  # conv's own thread pool (_pool.h)
+        else:
+            omp = probe_openmp(self.compiler)
+        if omp is None and not SERIAL:
             msg = (
                 "conv: no working OpenMP found for this compiler; building the SERIAL "
                 "version (correct, but single-threaded). Install an OpenMP runtime "
-                "(e.g. libgomp, or libomp on macOS) and reinstall for parallel kernels."
+                "and reinstall for parallel kernels."
             )
             print("*" * 78 + "\n" + msg + "\n" + "*" * 78, file=sys.stderr)
             import warnings
@@ -154,6 +158,7 @@ class BuildExt(build_ext):
                 extra = ["/arch:AVX2"] if ctype == "msvc" else ["-mavx2", "-mfma"]
             ext.extra_compile_args = list(ext.extra_compile_args or []) + cflags + extra
             ext.extra_link_args = list(ext.extra_link_args or []) + ldflags
+            ext.define_macros = list(ext.define_macros or []) + macros
         super().build_extensions()
 
 

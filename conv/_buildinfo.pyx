@@ -1,36 +1,18 @@
-"""What the compiled extensions were built with (the truth of the binary, not of setup.py)."""
+"""What the compiled extensions were built with (the truth of the binary, not of setup.py).
+
+Its presence also tells conv/__init__.py that this tree has been built."""
 
 cdef extern from *:
     """
-    #ifdef _OPENMP
-    #include <omp.h>
-    static int conv_openmp_version(void) { return _OPENMP; }
-    static int conv_omp_max_threads(void) { return omp_get_max_threads(); }
+    #ifdef CONV_SERIAL
+    static int conv_serial_build(void) { return 1; }
     #else
-    static int conv_openmp_version(void) { return 0; }
-    static int conv_omp_max_threads(void) { return 1; }
-    #endif
-    #if defined(__AVX2__) && defined(__FMA__)
-    static int conv_built_avx2_fma(void) { return 1; }
-    #else
-    static int conv_built_avx2_fma(void) { return 0; }
+    static int conv_serial_build(void) { return 0; }
     #endif
     """
-    int conv_openmp_version()
-    int conv_omp_max_threads()
-    int conv_built_avx2_fma()
+    int conv_serial_build()
 
 
-def openmp_version():
-    """The _OPENMP date (e.g. 201511) the extensions were compiled with; 0 for a serial build."""
-    return conv_openmp_version()
-
-
-def omp_max_threads():
-    """omp_get_max_threads() in this process; 1 for a serial build."""
-    return conv_omp_max_threads()
-
-
-def baseline_avx2_fma():
-    """True when the whole build assumes AVX2+FMA (CONV_NATIVE=1 on such a CPU)."""
-    return bool(conv_built_avx2_fma())
+def serial():
+    """True for the serial build (CONV_SERIAL=1 at build time): every method on one thread."""
+    return bool(conv_serial_build())

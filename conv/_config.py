@@ -1,4 +1,4 @@
-"""Which build of conv is this? (OpenMP or serial, SIMD, versions.)"""
+"""Which build of conv is this? (threads: pool or serial; SIMD; versions.)"""
 from __future__ import annotations
 
 import sys
@@ -20,34 +20,49 @@ def cpu_has(*features: str) -> bool:
     return all(found.get(f, False) for f in features)
 
 
-def _kernel_variant() -> str:
-    """Which compiled kernel build is loaded (see conv.methods._compiled)."""
+def _kernel_builds() -> tuple:
+    """(the kernel build in use, every kernel build installed, its threading), the
+    builds each as "module (SIMD)".
+
+    On x86-64 two builds are installed, portable and AVX2+FMA, and conv.methods._compiled
+    loads the one this CPU can run; the SIMD is what each was compiled for."""
+    import importlib
+
     try:
         from .methods import _compiled
     except ImportError as exc:  # a broken build: say so instead of failing
-        return f"unavailable ({exc})"
-    return f"{_compiled.impl.__name__} ({_compiled.impl.SIMD})"
+        return f"unavailable ({exc})", "unavailable", "unavailable"
+    installed = []
+    for name in ("conv.methods._kernels", "conv.methods._kernels_avx2"):
+        try:
+            installed.append(f"{name} ({importlib.import_module(name).SIMD})")
+        except ImportError:  # the AVX2 build exists on x86-64 only
+            pass
+    return (f"{_compiled.impl.__name__} ({_compiled.impl.SIMD})", ", ".join(installed),
+            _compiled.impl.POOL)
 
 
 def build_info() -> dict:
-    """A dict describing this installation: version, OpenMP, SIMD, methods."""
+    """A dict describing this installation: version, threading, SIMD, methods.
+
+    ``threading`` is how the loaded kernels run in parallel: "pthreads" (conv's own pool,
+    every POSIX system), "openmp" (elsewhere, when the compiler has it) or "serial"."""
     from . import __version__
     from . import _buildinfo
     from ._frontend import default_threads
     from ._registry import REGISTRY
 
-    omp = _buildinfo.openmp_version()
+    kernels, installed, threading = _kernel_builds()
     return {
         "version": __version__,
         "python": sys.version.split()[0],
         "numpy": np.__version__,
-        "openmp": bool(omp),
-        "openmp_version": omp or None,
-        "omp_max_threads": _buildinfo.omp_max_threads(),
+        "threading": threading,
+        "serial_build": _buildinfo.serial(),
         "default_threads": default_threads(),
-        "built_for_avx2_fma": _buildinfo.baseline_avx2_fma(),
         "cpu_avx2_fma": cpu_has("AVX2", "FMA3"),
-        "kernels": _kernel_variant(),
+        "kernels": kernels,
+        "kernel_builds": installed,
         "methods": REGISTRY.list_methods(),
     }
 
@@ -55,6 +70,6 @@ def build_info() -> dict:
 def show_config() -> None:
     """Print build_info() one item a line."""
     for key, value in build_info().items():
-        if key == "openmp" and not value:
-            value = "False (serial build: every method runs on one thread)"
+        if key == "threading" and value == "serial":
+            value = "serial (this build runs every method on one thread)"
         print(f"{key:>20}: {value}")

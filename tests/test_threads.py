@@ -95,14 +95,16 @@ MIN_CALL_SECONDS = 0.08
 
 
 def _spot_check(out, x, w, case):
-    """A few output pixels of a VALID stride-1 problem, recomputed with NumPy."""
+    """A few output pixels of a VALID stride-1 problem, against the exact reference (the
+    kit's tolerance: conv's summation order is not NumPy's)."""
     kh, kw = w.shape[:2]
     rng = np.random.default_rng(1)
     for _ in range(4):
         n = rng.integers(out.shape[0])
         oy, ox = rng.integers(out.shape[1]), rng.integers(out.shape[2])
-        want = np.tensordot(x[n, oy:oy + kh, ox:ox + kw, :], w, axes=3)
-        np.testing.assert_allclose(out[n, oy, ox], want, rtol=1e-9, atol=1e-9)
+        patch = x[n:n + 1, oy:oy + kh, ox:ox + kw, :]  # the pixel's receptive field
+        kit.assert_conv_close(out[n:n + 1, oy:oy + 1, ox:ox + 1], kit.reference_conv2d(patch, w),
+                              kit.tolerance_scale(patch, w), out.dtype)
 
 
 def test_gil_detector_sees_a_call_that_holds_the_gil():
@@ -191,7 +193,7 @@ def test_python_threads_run_alongside_a_call_in_a_worker_thread(method):
 def _concurrent_jobs():
     """(x, w, kwargs) calls of every kind: both dtypes, float16 and int inputs, strides,
     paddings, dilations, threads 1-3; small ones checked against the reference, medium
-    ones (tens of MFLOP) large enough for the kernels to start a team of OpenMP threads.
+    ones (tens of MFLOP) large enough for the kernels to use several threads.
     Several jobs share one input array, some inputs are non-contiguous views. Jobs with
     the same "group" have the same shapes and settings but different data."""
     jobs = []
@@ -447,24 +449,41 @@ def test_portable_build_agrees(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
-def test_forked_child_after_a_parallel_call_does_not_hang():
-    """GNU OpenMP is not fork-safe: a child forked after a parallel region would hang in
-    its next one. conv runs the kernels on one thread in a forked child instead."""
+def test_forked_children_keep_their_threads_and_do_not_hang():
+    """conv's pool is fork-safe: a child forked after its parent ran a multi-thread call
+    (and a grandchild forked after the child's) starts workers of its own, so it neither
+    hangs (as a GNU OpenMP child would) nor loses its threads, and results are unchanged."""
     code = textwrap.dedent(
         """
         import os, sys, numpy as np, conv
+        from conv.methods import _compiled
+        given = []
+        real = _compiled.threads_for
+        _compiled.threads_for = lambda p: given.append(real(p)) or given[-1]
         rng = np.random.default_rng(0)
         x = rng.standard_normal((4, 40, 40, 16)); w = rng.standard_normal((3, 3, 16, 32))
-        parent = conv.conv2d(x, w, threads=2)          # a real 2-thread parallel region
+        want = conv.conv2d(x, w, threads=2)         # a real 2-thread call in the parent
+        assert given == [2], given
+
+        def child():
+            ok = all(np.array_equal(conv.conv2d(x, w, method=m, threads=2), want)
+                     for m in ("direct", "matmul"))
+            return 0 if (ok and given[-1] == 2) else 3
+
         pid = os.fork()
         if pid == 0:
-            ok = all(np.array_equal(conv.conv2d(x, w, method=m, threads=2), parent)
-                     for m in ("direct", "matmul"))
-            os._exit(0 if ok else 3)
+            code = child()
+            if code == 0:
+                gpid = os.fork()                     # after the child's own 2-thread call
+                if gpid == 0:
+                    os._exit(child())
+                _, st = os.waitpid(gpid, 0)
+                code = os.waitstatus_to_exitcode(st)
+            os._exit(code)
         _, status = os.waitpid(pid, 0)
         sys.exit(os.waitstatus_to_exitcode(status))
         """
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, cwd=tempfile.gettempdir())
-    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.returncode == 0, (run.returncode, run.stdout + run.stderr)

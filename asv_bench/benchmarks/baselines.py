@@ -90,7 +90,7 @@ class _Ratio:
         self.run_method, self.scale_method = _runner(method, dtype)
         self.run_base, self.scale_base = _runner(self.baseline, dtype)
         self.run_method()  # first calls outside the measurement: imports,
-        self.run_base()    # TensorFlow's one-off setup, OpenMP's pool
+        self.run_base()    # TensorFlow's one-off setup, the thread pool
 
     def _ratio(self, method):
         rep_m = PYTHON_REPEAT if method == "python" else REPEAT

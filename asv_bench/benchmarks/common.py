@@ -105,7 +105,7 @@ _warm = set()
 
 def warm_up(key, fn):
     """Call ``fn`` once per process per ``key`` (TensorFlow's first-call setup,
-    OpenMP's thread pool, page faults on the output), outside the timed code."""
+    the thread pool, page faults on the output), outside the timed code."""
     if key not in _warm:
         fn()
         _warm.add(key)

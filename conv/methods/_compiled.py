@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import importlib
+import math
 import os
+import time
 
 import numpy as np
 
@@ -42,32 +44,40 @@ def pack_weights(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(kh, kw, ci, tiles, nr).transpose(3, 0, 1, 2, 4))
 
 
-# Below this much work per thread, starting an OpenMP team costs more than it saves
-# (and on a busy machine the team waits for a thread the OS has not scheduled yet).
+# Below this much work per thread, waking a worker costs more than it saves.
 FLOPS_PER_THREAD = 2_000_000
 
 
-# GNU OpenMP is not fork-safe: a child forked after a parallel region hangs in its next
-# one. In such a child the kernels run on one thread (as PyTorch does); results are the
-# same, since they never depend on the thread count.
-_forked_child = False
-
-
-def _after_fork_in_child() -> None:
-    global _forked_child
-    _forked_child = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def threads_for(p: Problem) -> int:
-    """p.threads, capped so each thread gets at least FLOPS_PER_THREAD of work, and 1 in
-    a forked child. The kernels' results do not depend on the thread count."""
-    if _forked_child:
-        return 1
+    """p.threads, capped so each thread gets at least FLOPS_PER_THREAD of work. The
+    kernels' results do not depend on the thread count.
+
+    Forked children need no rule: conv's pool (_pool.h) starts its workers lazily and a
+    forked child starts its own, so a child may use every thread, whatever its parent
+    had run before the fork."""
     return max(1, min(p.threads, p.flops // FLOPS_PER_THREAD))
+
+
+def fma_peak(dtype: str, threads: int, seconds: float = 0.02, repeat: int = 5) -> float:
+    """GFLOP/s of this build's FMA loop (conv/methods/_peak.h) on ``threads`` threads, the
+    best of ``repeat`` runs of about ``seconds`` each: the ceiling the kernels' own
+    arithmetic can reach on this CPU with this build (portable or AVX2+FMA)."""
+    threads = min(max(1, int(threads)), 128)
+    iterations = 1 << 14
+    while True:  # calibrate: grow the loop until one run takes a measurable time
+        t0 = time.perf_counter()
+        impl.fma_loop(dtype, iterations, threads)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds / 4 or iterations >= 1 << 34:
+            break
+        iterations *= 4
+    iterations = max(1, int(iterations * seconds / max(elapsed, 1e-9)))
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        flops = impl.fma_loop(dtype, iterations, threads)
+        best = min(best, time.perf_counter() - t0)
+    return flops / best / 1e9
 
 
 def run(driver, p: Problem) -> np.ndarray:

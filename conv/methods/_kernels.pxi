@@ -1,62 +1,73 @@
 # conv's compiled kernels, included by _kernels.pyx (portable build) and
-# _kernels_avx2.pyx (AVX2+FMA build): thin nogil drivers over const, C-contiguous
-# typed memoryviews (fused float/double) that hand register-blocked tiles of
-# MR=6 output pixels x NR output channels to the micro-kernel in _ukernel.h.
-# Compiler directives (boundscheck/wraparound off, cdivision) are set in setup.py.
+# _kernels_avx2.pyx (AVX2+FMA build): thin Python-level entry points that check nothing
+# (the front end and conv.methods._compiled have validated and allocated) and hand a
+# problem description to the C drivers in _drivers.h, with the GIL released. The drivers
+# split the work into tasks (channel tile x block of pixel tiles) for conv's thread pool
+# (_pool.h) and run each tile on the register-blocked micro-kernel (_ukernel.h, _tile.h).
 #
-# The work is split into tasks (channel tile, image, block of pixels) under a
-# dynamic OpenMP schedule. Every output element is summed in the order
-# (i, j, c_in) whatever the thread count, so threads=1, threads=k and the serial
-# build agree bit for bit, and "direct" and "matmul" agree bit for bit.
-from cython.parallel cimport prange
-
+# Every output element is summed in the order (i, j, c_in) whatever the thread count, so
+# threads=1, threads=k and the serial build agree bit for bit, and "direct" and "matmul"
+# agree bit for bit. Compiler directives are set in setup.py.
 cdef extern from "_ukernel.h" nogil:
     const int CONV_MR
     const int CONV_NR_F
     const int CONV_NR_D
     const char* CONV_SIMD
-    void conv_tile_f(const float* x, const float* wp, const float* zeros, float* out,
-                     Py_ssize_t CO, int mr, int nc, Py_ssize_t oy, Py_ssize_t ox, Py_ssize_t OW,
-                     Py_ssize_t H, Py_ssize_t W, Py_ssize_t CI, Py_ssize_t KH, Py_ssize_t KW,
-                     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
-                     Py_ssize_t pt, Py_ssize_t pl, int zeros_exact, int accumulate)
-    void conv_tile_d(const double* x, const double* wp, const double* zeros, double* out,
-                     Py_ssize_t CO, int mr, int nc, Py_ssize_t oy, Py_ssize_t ox, Py_ssize_t OW,
-                     Py_ssize_t H, Py_ssize_t W, Py_ssize_t CI, Py_ssize_t KH, Py_ssize_t KW,
-                     Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
-                     Py_ssize_t pt, Py_ssize_t pl, int zeros_exact, int accumulate)
+
+cdef extern from "_pool.h" nogil:
+    const char* CONV_POOL_KIND
+    ctypedef void (*conv_task_fn)(const void* ctx, Py_ssize_t begin, Py_ssize_t end) noexcept nogil
+    void conv_pool_run(int threads, Py_ssize_t ntask, Py_ssize_t chunk, conv_task_fn fn,
+                       const void* ctx)
+
+cdef extern from "_drivers.h" nogil:
+    ctypedef struct conv_problem:
+        const void* x
+        const void* wp
+        const void* zeros
+        void* out
+        Py_ssize_t N, H, W, CI, ncot, KH, KW, nr, OH, OW, CO
+        Py_ssize_t sh, sw, dh, dw, pt, pl
+        int zeros_exact, blocks_outer
+    void conv_direct_f(const conv_problem* p, int threads)
+    void conv_direct_d(const conv_problem* p, int threads)
+    void conv_matmul_f(const conv_problem* p, int threads)
+    void conv_matmul_d(const conv_problem* p, int threads)
+
+cdef extern from "_peak.h" nogil:
+    double conv_peak_f(long n, double seed)
+    double conv_peak_d(long n, double seed)
+    const int CONV_PEAK_FLOPS_F
+    const int CONV_PEAK_FLOPS_D
 
 ctypedef fused real:
     float
     double
 
 SIMD = CONV_SIMD.decode()
+POOL = CONV_POOL_KIND.decode()
 MR = CONV_MR
 NR = {"float32": CONV_NR_F, "float64": CONV_NR_D}
-cdef enum:
-    # Pixel tiles per task: one channel tile's weights serve BLOCK tiles in a row, and in
-    # the "matmul" order the block being accumulated tap by tap (MR * BLOCK pixels x NR
-    # channels) stays in L1.
-    BLOCK = 8
 
 
-cdef inline void _tile(const real* x, const real* wp, const real* zeros, real* out,
-                       Py_ssize_t CO, int mr, int nc, Py_ssize_t oy, Py_ssize_t ox, Py_ssize_t OW,
-                       Py_ssize_t H, Py_ssize_t W, Py_ssize_t CI, Py_ssize_t KH,
-                       Py_ssize_t KW, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
-                       Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl, int zeros_exact,
-                       int accumulate) noexcept nogil:
-    if real is float:
-        conv_tile_f(x, wp, zeros, out, CO, mr, nc, oy, ox, OW, H, W, CI, KH, KW,
-                    sh, sw, dh, dw, pt, pl, zeros_exact, accumulate)
-    else:
-        conv_tile_d(x, wp, zeros, out, CO, mr, nc, oy, ox, OW, H, W, CI, KH, KW,
-                    sh, sw, dh, dw, pt, pl, zeros_exact, accumulate)
-
-
-cdef inline Py_ssize_t _chunk(Py_ssize_t ntask, int threads) noexcept nogil:
-    cdef Py_ssize_t c = ntask // (16 * threads)
-    return c if c > 1 else 1
+cdef conv_problem _problem(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
+                           const real[::1] zeros, real[:, :, :, ::1] out,
+                           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                           Py_ssize_t pt, Py_ssize_t pl, bint zeros_exact,
+                           bint blocks_outer):
+    cdef conv_problem p
+    # an empty x (H or W = 0 with padding) or w (C_in = 0) is never read: every tap is
+    # padding or every sum is empty, so a valid dummy pointer stands in
+    p.zeros = &zeros[0]
+    p.x = &x[0, 0, 0, 0] if x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] else p.zeros
+    p.wp = &wp[0, 0, 0, 0, 0] if wp.shape[0] * wp.shape[1] * wp.shape[2] * wp.shape[3] else p.zeros
+    p.out = &out[0, 0, 0, 0] if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] else NULL
+    p.N, p.H, p.W, p.CI = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    p.ncot, p.KH, p.KW, p.nr = wp.shape[0], wp.shape[1], wp.shape[2], wp.shape[4]
+    p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
+    p.sh, p.sw, p.dh, p.dw, p.pt, p.pl = sh, sw, dh, dw, pt, pl
+    p.zeros_exact, p.blocks_outer = zeros_exact, blocks_outer
+    return p
 
 
 def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
@@ -69,44 +80,17 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     x: (N, H, W, C_in), unpadded; wp: (channel tiles, KH, KW, C_in, NR) from
     pack_weights; zeros: KW*C_in zeros; out: (N, OH, OW, C_out). pt/pl: top/left
     padding. zeros_exact: every weight is finite (see _tile.h). blocks_outer: task
-    order; it changes speed, never results.
+    order; it changes speed, never results. threads: at most this many threads.
     """
-    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], CI = x.shape[3]
-    cdef Py_ssize_t ncot = wp.shape[0], KH = wp.shape[1], KW = wp.shape[2], nr = wp.shape[4]
-    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], CO = out.shape[3]
-    cdef Py_ssize_t P = OH * OW, tiles = (P + CONV_MR - 1) // CONV_MR
-    cdef Py_ssize_t per_image = (tiles + BLOCK - 1) // BLOCK
-    cdef Py_ssize_t blocks = N * per_image, ntask = ncot * blocks
-    cdef Py_ssize_t task, cot, block, n, t0, t, p0, oy, ox
-    cdef int mr, nc
-    if ntask == 0 or CO == 0:
+    cdef conv_problem p = _problem(x, wp, zeros, out, sh, sw, dh, dw, pt, pl,
+                                   zeros_exact, blocks_outer)
+    if p.out == NULL:
         return
     with nogil:
-        for task in prange(ntask, num_threads=threads, schedule="dynamic",
-                           chunksize=_chunk(ntask, threads)):
-            # Task -> (channel tile, pixel block). Plain assignments: prange makes a
-            # variable thread-private only when the loop body assigns it.
-            if blocks_outer:  # one input block stays hot while every channel tile passes
-                block = task // ncot
-                cot = task - block * ncot
-            else:  # one channel tile's weights stay hot while the input streams past
-                cot = task // blocks
-                block = task - cot * blocks
-            n = block // per_image
-            t0 = (block - n * per_image) * BLOCK
-            nc = <int>(CO - cot * nr if CO - cot * nr < nr else nr)
-            oy = (t0 * CONV_MR) // OW  # one division per block; then stepped
-            ox = t0 * CONV_MR - oy * OW
-            for t in range(t0, min(t0 + BLOCK, tiles)):
-                p0 = t * CONV_MR
-                mr = <int>(P - p0 if P - p0 < CONV_MR else CONV_MR)
-                _tile(&x[n, 0, 0, 0], &wp[cot, 0, 0, 0, 0], &zeros[0],
-                      &out[n, 0, 0, 0] + p0 * CO + cot * nr, CO, mr, nc, oy, ox, OW,
-                      H, W, CI, KH, KW, sh, sw, dh, dw, pt, pl, zeros_exact, 0)
-                ox = ox + CONV_MR
-                while ox >= OW:
-                    ox = ox - OW
-                    oy = oy + 1
+        if real is float:
+            conv_direct_f(&p, threads)
+        else:
+            conv_direct_d(&p, threads)
 
 
 def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
@@ -115,45 +99,56 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
                   Py_ssize_t pt, Py_ssize_t pl, bint zeros_exact, bint blocks_outer,
                   int threads):
     """The article's order: for each kernel tap (i, j), one (pixels x C_in) @
-    (C_in x NR) product over the strided input slice, accumulated into the output.
-    Blocked by BLOCK pixel tiles so the block being accumulated stays in
-    cache. Same arguments as conv2d_direct."""
-    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], CI = x.shape[3]
-    cdef Py_ssize_t ncot = wp.shape[0], KH = wp.shape[1], KW = wp.shape[2], nr = wp.shape[4]
-    cdef Py_ssize_t OH = out.shape[1], OW = out.shape[2], CO = out.shape[3]
-    cdef Py_ssize_t P = OH * OW, tiles = (P + CONV_MR - 1) // CONV_MR
-    cdef Py_ssize_t per_image = (tiles + BLOCK - 1) // BLOCK
-    cdef Py_ssize_t blocks = N * per_image, ntask = ncot * blocks
-    cdef Py_ssize_t task, cot, block, n, t0, t, p0, i, j, oy, ox
-    cdef int mr, nc
-    if ntask == 0 or CO == 0:
+    (C_in x NR) product over the strided input slice, accumulated into the output,
+    blocked so the block being accumulated stays in cache. Same arguments as
+    conv2d_direct."""
+    cdef conv_problem p = _problem(x, wp, zeros, out, sh, sw, dh, dw, pt, pl,
+                                   zeros_exact, blocks_outer)
+    if p.out == NULL:
         return
     with nogil:
-        for task in prange(ntask, num_threads=threads, schedule="dynamic",
-                           chunksize=_chunk(ntask, threads)):
-            # Task -> (channel tile, pixel block). Plain assignments: prange makes a
-            # variable thread-private only when the loop body assigns it.
-            if blocks_outer:  # one input block stays hot while every channel tile passes
-                block = task // ncot
-                cot = task - block * ncot
-            else:  # one channel tile's weights stay hot while the input streams past
-                cot = task // blocks
-                block = task - cot * blocks
-            n = block // per_image
-            t0 = (block - n * per_image) * BLOCK
-            nc = <int>(CO - cot * nr if CO - cot * nr < nr else nr)
-            for i in range(KH):
-                for j in range(KW):
-                    oy = (t0 * CONV_MR) // OW
-                    ox = t0 * CONV_MR - oy * OW
-                    for t in range(t0, min(t0 + BLOCK, tiles)):
-                        p0 = t * CONV_MR
-                        mr = <int>(P - p0 if P - p0 < CONV_MR else CONV_MR)
-                        _tile(&x[n, 0, 0, 0], &wp[cot, i, j, 0, 0], &zeros[0],
-                              &out[n, 0, 0, 0] + p0 * CO + cot * nr, CO, mr, nc, oy, ox, OW,
-                              H, W, CI, 1, 1, sh, sw, dh, dw, pt - i * dh, pl - j * dw,
-                              zeros_exact, i + j > 0)
-                        ox = ox + CONV_MR
-                        while ox >= OW:
-                            ox = ox - OW
-                            oy = oy + 1
+        if real is float:
+            conv_matmul_f(&p, threads)
+        else:
+            conv_matmul_d(&p, threads)
+
+
+cdef struct _PeakJob:
+    long iterations
+    double sink[1024]
+
+
+cdef void _peak_task_f(const void* ctx, Py_ssize_t begin, Py_ssize_t end) noexcept nogil:
+    cdef _PeakJob* job = <_PeakJob*>ctx
+    cdef Py_ssize_t t
+    for t in range(begin, end):
+        job.sink[t] = conv_peak_f(job.iterations, 1.0)
+
+
+cdef void _peak_task_d(const void* ctx, Py_ssize_t begin, Py_ssize_t end) noexcept nogil:
+    cdef _PeakJob* job = <_PeakJob*>ctx
+    cdef Py_ssize_t t
+    for t in range(begin, end):
+        job.sink[t] = conv_peak_d(job.iterations, 1.0)
+
+
+def fma_loop(str dtype, long iterations, int threads):
+    """Run _peak.h's FMA loop `iterations` times per thread, as 8 tasks per thread on up to
+    `threads` threads of the pool (so a worker that starts late shifts work, not the
+    finish), and return the flops done; timed by the caller, this is the build's
+    arithmetic peak."""
+    cdef _PeakJob job
+    cdef int t
+    cdef bint single = dtype == "float32"
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', not {dtype!r}")
+    if not 1 <= threads <= 128:
+        raise ValueError(f"threads must be in 1..128, not {threads}")
+    job.iterations = max(1, iterations // 8)
+    with nogil:
+        conv_pool_run(threads, 8 * threads, 1, _peak_task_f if single else _peak_task_d, &job)
+    for t in range(8 * threads):
+        if job.sink[t] != job.sink[t]:  # never: keeps the loops' results alive
+            raise ArithmeticError("FMA loop produced NaN")
+    per = CONV_PEAK_FLOPS_F if single else CONV_PEAK_FLOPS_D
+    return float(per) * job.iterations * 8 * threads

@@ -1,4 +1,4 @@
-""""direct": the direct convolution loop, compiled, register-blocked and OpenMP-parallel.
+""""direct": the direct convolution loop, compiled, register-blocked and multi-threaded.
 
 Each parallel task computes a block of 8 tiles of 6 consecutive output pixels times
 one 16-channel (float32) or 8-channel (float64) slice of C_out, with the accumulators
@@ -20,7 +20,7 @@ METHOD = Method(
     name="direct",
     kernel=_kernel,
     description="Direct convolution in Cython: 6-pixel x 16/8-channel register tiles, nogil, "
-    "OpenMP prange over blocks of output pixels, AVX2+FMA build chosen at run time.",
+    "conv's thread pool over blocks of output pixels, AVX2+FMA build chosen at run time.",
     parallel=True,
     pads_itself=True,
 )

@@ -1,0 +1,104 @@
+/* conv's drivers: split a convolution into tasks (channel tile x block of BLOCK pixel
+ * tiles of one image), hand them to the pool (_pool.h), and run each task's tiles on the
+ * micro-kernel (_ukernel.h, _tile.h). Included by _kernels.pxi after those headers.
+ *
+ * Every output element is summed in the order (i, j, c_in) whatever the thread count or
+ * the order tasks run in, so threads=1, threads=k and the serial build agree bit for bit,
+ * and the "direct" and "matmul" orders agree bit for bit.
+ */
+#ifndef CONV_DRIVERS_H
+#define CONV_DRIVERS_H
+#include <stddef.h>
+
+/* Pixel tiles per task: one channel tile's weights serve BLOCK tiles in a row, and in the
+ * tap-by-tap ("matmul") order the block being accumulated (MR*BLOCK pixels x NR channels)
+ * stays in L1. */
+#define CONV_BLOCK 8
+
+typedef struct {
+    const void *x, *wp, *zeros;
+    void *out;
+    ptrdiff_t N, H, W, CI;        /* input (N, H, W, CI), unpadded */
+    ptrdiff_t ncot, KH, KW, nr;   /* packed weights (ncot, KH, KW, CI, nr) */
+    ptrdiff_t OH, OW, CO;         /* output (N, OH, OW, CO) */
+    ptrdiff_t sh, sw, dh, dw, pt, pl;
+    int zeros_exact;              /* every weight finite: padded taps may read zeros */
+    int blocks_outer;             /* task order: input block outer (speed only) */
+} conv_problem;
+
+/* Tasks per chunk handed out at once: about 16 chunks per thread balance the load. */
+static ptrdiff_t conv_chunk(ptrdiff_t ntask, int threads) {
+    ptrdiff_t c = ntask / (16 * (ptrdiff_t)(threads > 0 ? threads : 1));
+    return c > 1 ? c : 1;
+}
+
+static ptrdiff_t conv_tasks(const conv_problem *p) {
+    ptrdiff_t tiles = (p->OH * p->OW + CONV_MR - 1) / CONV_MR;
+    ptrdiff_t per_image = (tiles + CONV_BLOCK - 1) / CONV_BLOCK;
+    return p->ncot * p->N * per_image;
+}
+
+/* One task body per (element type, order), from one template. */
+#define CONV_DRIVER(T, TILE, NAME, MATMUL)                                                 \
+static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {                \
+    const conv_problem *p = (const conv_problem *)ctx;                                     \
+    const T *x = (const T *)p->x, *wp = (const T *)p->wp, *zeros = (const T *)p->zeros;   \
+    T *out = (T *)p->out;                                                                  \
+    const ptrdiff_t P = p->OH * p->OW, tiles = (P + CONV_MR - 1) / CONV_MR;               \
+    const ptrdiff_t per_image = (tiles + CONV_BLOCK - 1) / CONV_BLOCK;                     \
+    const ptrdiff_t blocks = p->N * per_image, OW = p->OW, CO = p->CO, nr = p->nr;        \
+    const ptrdiff_t KH = p->KH, KW = p->KW, CI = p->CI;                                    \
+    ptrdiff_t task;                                                                        \
+    for (task = begin; task < end; task++) {                                               \
+        ptrdiff_t block, cot, n, t0, t1, t, i, j, oy, ox;                                  \
+        int nc;                                                                            \
+        const T *xn;                                                                       \
+        if (p->blocks_outer) {  /* one input block stays hot while every channel tile passes */ \
+            block = task / p->ncot;                                                        \
+            cot = task - block * p->ncot;                                                  \
+        } else {                /* one channel tile's weights stay hot while input streams */ \
+            cot = task / blocks;                                                           \
+            block = task - cot * blocks;                                                   \
+        }                                                                                  \
+        n = block / per_image;                                                             \
+        t0 = (block - n * per_image) * CONV_BLOCK;                                         \
+        t1 = t0 + CONV_BLOCK < tiles ? t0 + CONV_BLOCK : tiles;                            \
+        nc = (int)(CO - cot * nr < nr ? CO - cot * nr : nr);                               \
+        xn = x + n * p->H * p->W * CI;                                                     \
+        for (i = 0; i < (MATMUL ? KH : 1); i++) {                                          \
+            for (j = 0; j < (MATMUL ? KW : 1); j++) {                                      \
+                oy = (t0 * CONV_MR) / OW;  /* one division per block; then stepped */      \
+                ox = t0 * CONV_MR - oy * OW;                                               \
+                for (t = t0; t < t1; t++) {                                                \
+                    const ptrdiff_t p0 = t * CONV_MR;                                      \
+                    const int mr = (int)(P - p0 < CONV_MR ? P - p0 : CONV_MR);             \
+                    T *o = out + n * P * CO + p0 * CO + cot * nr;                          \
+                    if (MATMUL)  /* one tap: a (pixels x CI) @ (CI x NR) product, summed */ \
+                        TILE(xn, wp + ((cot * KH + i) * KW + j) * CI * nr, zeros, o, CO,   \
+                             mr, nc, oy, ox, OW, p->H, p->W, CI, 1, 1, p->sh, p->sw,       \
+                             p->dh, p->dw, p->pt - i * p->dh, p->pl - j * p->dw,           \
+                             p->zeros_exact, i + j > 0);                                   \
+                    else         /* every tap before the tile is stored */                 \
+                        TILE(xn, wp + cot * KH * KW * CI * nr, zeros, o, CO, mr, nc, oy,   \
+                             ox, OW, p->H, p->W, CI, KH, KW, p->sh, p->sw, p->dh, p->dw,   \
+                             p->pt, p->pl, p->zeros_exact, 0);                             \
+                    ox += CONV_MR;                                                         \
+                    while (ox >= OW) { ox -= OW; oy++; }                                   \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+}                                                                                          \
+static void NAME(const conv_problem *p, int threads) {                                     \
+    ptrdiff_t ntask;                                                                       \
+    if (p->CO == 0) return;                                                                \
+    ntask = conv_tasks(p);                                                                 \
+    conv_pool_run(threads, ntask, conv_chunk(ntask, threads), NAME##_tasks, p);            \
+}
+
+CONV_DRIVER(float, conv_tile_f, conv_direct_f, 0)
+CONV_DRIVER(double, conv_tile_d, conv_direct_d, 0)
+CONV_DRIVER(float, conv_tile_f, conv_matmul_f, 1)
+CONV_DRIVER(double, conv_tile_d, conv_matmul_d, 1)
+
+#endif /* CONV_DRIVERS_H */
