@@ -6,6 +6,26 @@
 >>> conv.conv2d(x, w, padding="SAME").shape
 (1, 5, 5, 4)
 """
+import importlib.util as _util
+import os as _os
+import sys as _sys
+
+try:  # the compiled extensions are built by `pip install`; a bare source tree has none
+    from . import _buildinfo  # noqa: F401
+except ImportError:
+    if _util.find_spec(__name__ + "._buildinfo") is not None:
+        raise  # built, but broken: let that error speak
+    _msg = (
+        f"conv is being imported from its source tree ({_os.path.dirname(__file__)}), "
+        "which has no compiled extensions: build them there with "
+        '`pip install -e .` (or `pip install -e ".[tf]"`), or run Python from another '
+        "directory to use the installed conv"
+    )
+    if _sys.argv and _sys.argv[0] == "-m":  # `python -m conv`: one line, no traceback
+        print(f"conv: error: {_msg}", file=_sys.stderr)
+        raise SystemExit(2) from None
+    raise ImportError(_msg) from None
+
 from ._api import conv2d
 from ._config import build_info, show_config
 from ._contract import Method, MethodError, MethodUnavailableError, Problem

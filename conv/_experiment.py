@@ -5,7 +5,7 @@ w (3, 3, 3, 16) in float32, VALID, stride 1, and compared tf.nn.conv2d, seven pu
 loops and a NumPy matmul over kernel-position slices, by error and by wall time. This
 module does the same with every conv method installed here (plugins included) plus
 ``"auto"``: for each one the largest absolute and relative error against the reference,
-the best-of-N time, GFLOP/s, the fraction of this machine's measured matmul peak, and the
+the best-of-N time, GFLOP/s, the fraction of this CPU's measured FMA peak, and the
 speed-up against TensorFlow and against pure Python. Everything is measured side by side in
 one process.
 
@@ -58,7 +58,6 @@ QUICK_REPEAT = 3
 QUICK_BATCH = 10  # --quick runs the article's shape on this many images
 PYTHON_SLICE = 2  # images the pure-Python method runs on by default (1 with --quick)
 PYTHON_MAX_RUNS = 3  # the sliced pure-Python run is repeated at most this often
-CEILING_SIZE = 1024  # square matmul that measures the machine's peak
 
 #: Largest relative error (max |out - ref| / max |ref|) accepted before a row is flagged.
 TOLERANCE = {"float32": 1e-4, "float64": 1e-10}
@@ -321,37 +320,45 @@ def best_of(fn: Callable[[], object], repeat: int) -> Tuple[float, object]:
 
 
 class Peak:
-    """The machine's ceiling: GFLOP/s of a square NumPy matmul, per dtype, measured in this
-    process. It is timed up front and again before every case, and the best time seen so
-    far counts, so a burst of load from elsewhere does not lower the ceiling."""
+    """The machine's ceiling: GFLOP/s of conv's FMA loop (conv/methods/_peak.h) per dtype,
+    on the run's threads, in the kernel build that is loaded (the same instructions the
+    kernels use). It is timed up front and again before every case, and the best seen so
+    far counts, so a burst of load from elsewhere does not lower the ceiling. None when
+    the compiled kernels are unusable here (then there is no "% peak" column)."""
 
-    def __init__(self, size: int = CEILING_SIZE):
-        self.size = size
-        self._mats: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+    def __init__(self, threads: int):
+        self.threads = threads
         self._best: Dict[str, float] = {}
+        try:
+            from .methods import _compiled
+        except ImportError:
+            _compiled = None
+        self._compiled = _compiled
 
-    def fn(self, dtype: str) -> Callable[[], object]:
-        if dtype not in self._mats:
-            rng = np.random.default_rng(1)
-            self._mats[dtype] = tuple(
-                rng.standard_normal((self.size, self.size)).astype(dtype) for _ in range(2))
-        a, b = self._mats[dtype]
-        return lambda: a @ b
+    @property
+    def build(self) -> str:
+        return self._compiled.impl.SIMD if self._compiled is not None else "none"
 
-    def record(self, dtype: str, seconds: float) -> None:
-        self._best[dtype] = min(self._best.get(dtype, math.inf), seconds)
-
-    def measure(self, dtype: str, repeat: int) -> float:
-        seconds, _ = best_of(self.fn(dtype), repeat)
-        self.record(dtype, seconds)
+    def measure(self, dtype: str, repeat: int) -> Optional[float]:
+        if self._compiled is not None:
+            g = self._compiled.fma_peak(dtype, self.threads, repeat=repeat)
+            self._best[dtype] = max(self._best.get(dtype, 0.0), g)
         return self.gflops(dtype)
 
     def gflops(self, dtype: str) -> Optional[float]:
-        t = self._best.get(dtype)
-        return 2.0 * self.size ** 3 / t / 1e9 if t else None
+        return self._best.get(dtype)
 
     def all(self) -> Dict[str, float]:
-        return {dt: self.gflops(dt) for dt in self._best}
+        return dict(self._best)
+
+    def describe(self, dtypes: Sequence[str]) -> str:
+        """One line for the table's foot."""
+        if not self._best:
+            return "% peak: not measured (conv's compiled kernels are not usable here)"
+        return ("% peak: against this CPU's FMA peak, measured in this run by an FMA loop "
+                f"in conv's loaded kernel build ({self.build}) on {self.threads} thread(s): "
+                + ", ".join(f"{dt} {self._best[dt]:.0f} GFLOP/s"
+                            for dt in dtypes if dt in self._best))
 
 
 class Progress:
@@ -491,7 +498,7 @@ def resolve_methods(text: str) -> List[str]:
             raise UsageError(_one_line(str(exc)) + "; 'auto' is accepted too") from None
         if _needs_tensorflow(name) and not tensorflow_available():
             raise UsageError(f"method {name!r} needs TensorFlow, which is not installed "
-                             f'(pip install "conv[tf]")')
+                             f'(pip install "conv2d-cpu[tf]")')
     return names
 
 
@@ -726,9 +733,12 @@ def format_article_table(rows: Sequence[Row], ceiling: Optional[float]) -> str:
     """The default (article) table for one case."""
     has_tf = any(r.method == TF_BASELINE and r.status == "ok" for r in rows)
     has_py = any(r.method == "python" and r.status == "ok" for r in rows)
+    has_torch = any(r.method == TORCH_BASELINE and r.status == "ok" for r in rows)
     headers = ["method", "max abs err", "max rel err", "time (ms)", "GFLOP/s", "% peak"]
     if has_tf:
         headers.append("vs TF")
+    if has_torch:
+        headers.append("vs torch")
     if has_py:
         headers.append("vs python")
     body = []
@@ -740,6 +750,8 @@ def format_article_table(rows: Sequence[Row], ceiling: Optional[float]) -> str:
                  _fmt_ms(r.ms) + star, _fmt_gflops(r.gflops), _fmt_peak(r, ceiling)]
         if has_tf:
             cells.append(_fmt_ratio(r.speedup_vs_tensorflow))
+        if has_torch:
+            cells.append(_fmt_ratio(r.speedup_vs_torch))
         if has_py:
             cells.append(_fmt_ratio(r.speedup_vs_python))
         body.append(cells)
@@ -799,6 +811,15 @@ def footnotes(rows: Sequence[Row], suite: bool) -> List[str]:
                 o.runs > r.runs for o in rows if o.dtype == r.dtype and o.shape == r.shape):
             notes.append(f"{r.method} ({r.shape} {r.dtype}): best of {r.runs} run(s) only "
                          f"({r.measured_images} images)")
+    ok = {r.method for r in rows if r.status == "ok"}
+    if TF_BASELINE in ok and "tensorflow" in ok:
+        notes.append(f"{TF_BASELINE}: TensorFlow called directly, as the article's reference "
+                     "(the baseline of \"vs TF\"); tensorflow: the same TensorFlow kernel as a "
+                     "conv method, through conv.conv2d (argument checks, padding, conversion): "
+                     "a gap between the two rows is that overhead plus timing noise")
+    if TORCH_BASELINE in ok:
+        notes.append(f"{TORCH_BASELINE}: torch.nn.functional.conv2d on NCHW copies made "
+                     "before timing, the baseline of \"vs torch\"")
     if any(r.within_tolerance is False for r in rows):
         notes.append("! error above tolerance (max rel err > "
                      + ", ".join(f"{v:g} for {k}" for k, v in TOLERANCE.items()) + ")")
@@ -889,7 +910,8 @@ shapes (--shape, repeatable; every problem is VALID, stride 1, x and w standard 
 errors: max |out - ref| and max |out - ref| / max |ref| against tf.nn.conv2d in the same
 dtype when TensorFlow is installed, else conv.testing.reference_conv2d (exact).
 vs TF, vs python, vs torch: that baseline's time / this time (> 1 is faster).
-% peak: against a {CEILING_SIZE}x{CEILING_SIZE} NumPy matmul measured in the same run.
+% peak: against this CPU's FMA peak, measured in the same run by an FMA loop in conv's
+  loaded kernel build on the same threads (a direct algorithm cannot exceed it).
 exit status: 0 ok; 1 a method failed or exceeded the error tolerance; 2 bad options.
 """
 
@@ -928,7 +950,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="print one JSON document (machine, reference, rows) instead of tables")
     p.add_argument("--plot", metavar="FILE.png",
-                   help='bar chart of time per method, log scale (needs pip install "conv[plot]")')
+                   help='bar chart of time per method, log scale (needs pip install "conv2d-cpu[plot]")')
     return p
 
 
@@ -1026,7 +1048,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     shapes = [parse_shape(s) for s in args.shape] if args.shape else None
     if args.plot:
         if not _matplotlib_available():
-            raise UsageError('--plot needs matplotlib: pip install "conv[plot]"')
+            raise UsageError('--plot needs matplotlib: pip install "conv2d-cpu[plot]"')
         parent = os.path.dirname(os.path.abspath(args.plot))
         if not os.path.isdir(parent):
             raise UsageError(f"--plot {args.plot!r}: directory {parent!r} does not exist")
@@ -1055,7 +1077,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         repeat=repeat,
         threads=threads,
         python_images=None if args.full else (1 if args.quick else PYTHON_SLICE),
-        with_torch=args.suite,
+        with_torch=True,  # a "vs torch" column whenever PyTorch is installed
     )
     progress = Progress()
     out = sys.stdout
@@ -1066,10 +1088,9 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     reference = select_reference()
     blas_ctx, blas_limited = _threadpool_limits(threads)
     with blas_ctx:
-        peak = Peak()
+        peak = Peak(threads)
         for dt in dtypes:
-            progress.update(f"measuring the machine's peak ({CEILING_SIZE}^2 matmul, {dt})",
-                            important=True)
+            progress.update(f"measuring the machine's peak (FMA loop, {dt})", important=True)
             peak.measure(dt, repeat=3 if args.quick else 5)
         machine = _machine(threads, tf_threads, blas_limited)
 
@@ -1079,14 +1100,17 @@ def _main(argv: Optional[Sequence[str]]) -> int:
                      else "conv: the article's experiment (OpenGenus, \"2D convolution in Python\")")
             print(f"{title}, conv {conv.__version__}", file=out)
             print(f"machine: {machine['platform']}, {machine['cpu_count']} CPUs, "
-                  f"{threads} threads, OpenMP {'on' if machine['openmp'] else 'off (serial build)'}, "
+                  f"{threads} threads ({machine['threading']}), "
                   f"numpy {machine['numpy']}"
                   + (f", TensorFlow {machine['tensorflow']}" if machine["tensorflow"] else "")
-                  + (f", PyTorch {machine['torch']}" if args.suite and machine["torch"] else ""),
+                  + (f", PyTorch {machine['torch']}" if machine["torch"] else ""),
                   file=out)
             if not tf_ok:
                 print("TensorFlow: not installed - no TensorFlow column "
-                      '(pip install "conv[tf]" to add it)', file=out)
+                      '(pip install "conv2d-cpu[tf]" to add it)', file=out)
+            if not machine["torch"]:
+                print("PyTorch: not installed - no PyTorch row or \"vs torch\" column "
+                      "(pip install torch to add them)", file=out)
             print(f"reference: {reference.description}", file=out)
             unusable = _unusable_methods()
             print("methods: " + ", ".join(methods)
@@ -1103,9 +1127,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
                 progress.clear()
                 print(f"\n{case.name}: {case.describe()}", file=out)
                 print(format_article_table(case_rows, peak.gflops(case.dtype)), file=out)
-                print(f"% peak: against NumPy matmul {CEILING_SIZE}^2 {case.dtype}, "
-                      f"{peak.gflops(case.dtype):.0f} GFLOP/s (best measured so far in this run)",
-                      file=out, flush=True)
+                print(peak.describe([case.dtype]), file=out, flush=True)
                 if _is_article_case(case):
                     print("the article, on its machine (one call each): " + ", ".join(
                         f"{ARTICLE_LABELS[k]} {_fmt_ms(v * 1e3)} ms"
@@ -1140,9 +1162,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
             print(format_suite_table(rows, ceilings), file=out)
         notes = footnotes(rows, args.suite)
         if args.suite:
-            notes.append("% peak: against a NumPy matmul " + f"{CEILING_SIZE}^2 (" + ", ".join(
-                f"{dt} {g:.0f} GFLOP/s" for dt, g in ceilings.items())
-                + ", best measured in this run)")
+            notes.append(peak.describe(dtypes))
         notes.append("vs X = X's time / this time (> 1 is faster); "
                      "errors: max |out - ref| and max |out - ref| / max |ref|")
         print("", file=out)

@@ -5,8 +5,9 @@ import json
 import math
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
+import textwrap
 
 import numpy as np
 import pytest
@@ -212,7 +213,7 @@ def test_plot_without_matplotlib(capsys, monkeypatch, tmp_path):
     rc, out, err = run(capsys, TINY + ["--plot", str(tmp_path / "x.png")])
     assert rc == 2
     assert err.strip().splitlines() == [err.strip()]
-    assert 'pip install "conv[plot]"' in err
+    assert 'pip install "conv2d-cpu[plot]"' in err
     assert out == ""
 
 
@@ -303,3 +304,56 @@ def test_errors():
     abs_err, rel_err = ex.errors(ref + [0, 0, 0.04], ref)
     assert math.isclose(abs_err, 0.04) and math.isclose(rel_err, 0.01)
     assert math.isnan(ex.errors(np.array([np.nan, 0, 0]), ref)[0])
+
+
+# ================================================================ an unbuilt source tree
+def _unbuilt_copy(tmp_path):
+    """A copy of conv's sources without any compiled module, as in a fresh clone."""
+    import shutil
+
+    src = os.path.dirname(conv.__file__)
+    shutil.copytree(src, tmp_path / "conv", ignore=shutil.ignore_patterns(
+        "*.so", "*.pyd", "*.c", "__pycache__", "*.html"))
+    return tmp_path
+
+
+# An editable install adds a finder that would serve conv's compiled modules to any `conv`
+# package on sys.path; a fresh clone next to a regular install has none, so drop it.
+_NO_EDITABLE = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if not "
+                "getattr(f, '__module__', '').startswith('__editable__')]; ")
+
+
+def test_unbuilt_tree_python_m_conv_says_what_to_do(tmp_path):
+    """`python -m conv` from a clone's root that was never built: one line, exit 2."""
+    root = _unbuilt_copy(tmp_path)
+    # sys.argv[0] is "-m" while `python -m` imports the package, as CPython documents
+    p = subprocess.run([sys.executable, "-c", _NO_EDITABLE + "sys.argv[0] = '-m'; import conv"],
+                       capture_output=True, text=True, timeout=60, cwd=root)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("conv: error:"), p.stderr
+    assert "source tree" in lines[0] and "pip install -e ." in lines[0]
+    assert str(root / "conv") in lines[0]
+    editable = any(getattr(f, "__module__", "").startswith("__editable__")
+                   for f in sys.meta_path)
+    if not editable:  # the real command, where nothing else can serve the compiled modules
+        p = subprocess.run([sys.executable, "-m", "conv", "--quick"], capture_output=True,
+                           text=True, timeout=60, cwd=root)
+        assert p.returncode == 2 and p.stdout == "", p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+
+
+def test_unbuilt_tree_import_raises_importerror_naming_the_fix(tmp_path):
+    root = _unbuilt_copy(tmp_path)
+    code = _NO_EDITABLE + textwrap.dedent("""
+        try:
+            import conv
+        except ImportError as exc:
+            print(exc)
+            raise SystemExit(0)
+        raise SystemExit("imported an unbuilt tree without an error")
+        """)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60, cwd=root)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "no compiled extensions" in p.stdout and "pip install -e ." in p.stdout
