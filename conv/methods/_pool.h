@@ -37,9 +37,12 @@ typedef void (*conv_task_fn)(const void *ctx, ptrdiff_t begin, ptrdiff_t end);
 #else
 #define CONV_POOL_RELAX() ((void)0)
 #endif
+#include <sched.h>
 #include <time.h>
 /* how long a worker waits, awake, for the next job before it sleeps (back-to-back calls
- * find it awake), and how long a caller spins for workers' last chunks before it sleeps */
+ * find it awake), and how long a caller spins for workers' last chunks before it sleeps.
+ * Spinning threads yield every 64 turns: on a busy machine a spinning worker must not
+ * keep the caller (or anyone else) off a core. */
 #define CONV_POOL_SPIN_NS 500000L
 
 static long long conv_pool_now_ns(void) {
@@ -47,6 +50,17 @@ static long long conv_pool_now_ns(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
+
+/* One turn of a spin loop; every 64th turn yields and tells whether `until` has passed. */
+static int conv_pool_spin_over(int *turn, long long until) {
+    if ((++*turn & 63) != 0) {
+        CONV_POOL_RELAX();
+        return 0;
+    }
+    sched_yield();
+    return conv_pool_now_ns() >= until;
+}
+
 
 typedef struct {
     conv_task_fn fn;
@@ -109,7 +123,7 @@ static void *conv_pool_worker(void *arg) {
         long long until = conv_pool_now_ns() + CONV_POOL_SPIN_NS;
         int k = 0;
         while (atomic_load_explicit(&conv_pool.gen, memory_order_relaxed) == seen) {
-            if ((++k & 63) == 0 && conv_pool_now_ns() >= until) {  /* sleep */
+            if (conv_pool_spin_over(&k, until)) {  /* spun long enough: sleep */
                 pthread_mutex_lock(&conv_pool.mu);
                 atomic_fetch_add(&conv_pool.sleepers, 1);
                 while (atomic_load(&conv_pool.gen) == seen)
@@ -118,7 +132,6 @@ static void *conv_pool_worker(void *arg) {
                 pthread_mutex_unlock(&conv_pool.mu);
                 break;
             }
-            CONV_POOL_RELAX();
         }
         seen = atomic_load(&conv_pool.gen);
         conv_pool_join();
@@ -202,10 +215,9 @@ static void conv_pool_run(int threads, ptrdiff_t ntask, ptrdiff_t chunk, conv_ta
      * and `peeking` has been 0, no worker can still join, so `active` only falls. */
     atomic_store(&conv_pool.job, NULL);
     while (atomic_load(&conv_pool.peeking) > 0)
-        CONV_POOL_RELAX();
+        conv_pool_spin_over(&k, 0);
     until = conv_pool_now_ns() + CONV_POOL_SPIN_NS;
-    while (atomic_load(&job.active) > 0 && ((++k & 63) || conv_pool_now_ns() < until))
-        CONV_POOL_RELAX();
+    while (atomic_load(&job.active) > 0 && !conv_pool_spin_over(&k, until)) {}
     if (atomic_load(&job.active) > 0) {
         pthread_mutex_lock(&conv_pool.mu);
         while (atomic_load(&job.active) > 0)
