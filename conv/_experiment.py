@@ -355,10 +355,16 @@ class Peak:
         """One line for the table's foot."""
         if not self._best:
             return "% peak: not measured (conv's compiled kernels are not usable here)"
-        return ("% peak: against this CPU's FMA peak, measured in this run by an FMA loop "
+        line = ("% peak: against this CPU's FMA peak, measured in this run by an FMA loop "
                 f"in conv's loaded kernel build ({self.build}) on {self.threads} thread(s): "
                 + ", ".join(f"{dt} {self._best[dt]:.0f} GFLOP/s"
                             for dt in dtypes if dt in self._best))
+        from ._config import cpu_has
+
+        if cpu_has("AVX512F") and "avx512" not in self.build:
+            line += ("; this CPU also has AVX-512, which conv's kernels do not use, so "
+                     "libraries that do (BLAS, oneDNN in TensorFlow and PyTorch) can pass 100%")
+        return line
 
 
 class Progress:

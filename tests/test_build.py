@@ -258,3 +258,22 @@ def test_scalar_tile_matches_vector_tile(tmp_path):
     tol = 2 * k * np.finfo(np.float32).eps * (k * 1.65 * 1.6 + 2)
     diff = np.abs(sca[finite] - vec[finite])
     assert diff.max() <= tol, (float(diff.max()), tol)
+
+
+def test_fma_loop_counts_its_flops_and_checks_arguments():
+    """The main job's "% peak" divides by this loop's flops: the count must be exact
+    (2 flops per lane per FMA, CONV_PEAK_ACC accumulators) for any thread count."""
+    from conv.methods import _compiled
+
+    impl = _compiled.impl
+    lanes = {"float32": 8, "float64": 4} if impl.SIMD != "scalar" else {"float32": 1,
+                                                                          "float64": 1}
+    for dtype in ("float32", "float64"):
+        for threads in (1, 2, 3):
+            # iterations are split into 8 tasks per thread: 800 -> 100 per task
+            flops = impl.fma_loop(dtype, 800, threads)
+            assert flops == 2 * 12 * lanes[dtype] * 100 * 8 * threads, (dtype, threads)
+    with pytest.raises(ValueError, match="dtype"):
+        impl.fma_loop("float16", 8, 1)
+    with pytest.raises(ValueError, match="threads"):
+        impl.fma_loop("float32", 8, 0)

@@ -116,10 +116,46 @@ def test_methods_filter(capsys):
     rc, out, err = run(capsys, TINY + ["--methods", "numpy,auto"])
     assert rc == 0, out + err
     rows = table_rows(out)
-    methods = [r for r in rows if r != "tf.nn.conv2d"]
+    methods = [r for r in rows if r not in ("tf.nn.conv2d", "torch")]  # the baselines
     assert methods[0] == "numpy" and methods[1].startswith("auto")
     assert len(methods) == 2
     assert "vs python" not in out  # python was not run
+
+
+def test_pytorch_column_when_installed_and_a_line_when_not(capsys, monkeypatch):
+    rc, out, err = run(capsys, TINY + ["--methods", "numpy"])
+    assert rc == 0, out + err
+    header = next(line for line in out.splitlines() if line.startswith("method "))
+    assert ("vs torch" in header) == HAS_TORCH
+    assert ("torch" in table_rows(out)) == HAS_TORCH
+    assert ("PyTorch: not installed" in out) == (not HAS_TORCH)
+    monkeypatch.setattr(ex, "_torch", lambda: None)
+    rc, out, err = run(capsys, TINY + ["--methods", "numpy"])
+    assert rc == 0, out + err
+    header = next(line for line in out.splitlines() if line.startswith("method "))
+    assert "PyTorch: not installed" in out and "vs torch" not in header
+    assert "torch" not in table_rows(out)
+
+
+def test_peak_is_the_fma_loop_of_the_loaded_build(capsys):
+    rc, out, err = run(capsys, TINY + ["--methods", "numpy"])
+    assert rc == 0, out + err
+    from conv.methods import _compiled
+
+    foot = next(line for line in out.splitlines() if line.startswith("% peak:"))
+    assert "FMA loop" in foot and f"({_compiled.impl.SIMD})" in foot
+    assert "matmul" not in foot
+
+
+def test_two_tensorflow_rows_are_explained(capsys):
+    if not HAS_TF:
+        pytest.skip("TensorFlow is not installed: there is neither TensorFlow row")
+    rc, out, err = run(capsys, TINY + ["--methods", "tensorflow"])
+    assert rc == 0, out + err
+    rows = table_rows(out)
+    assert "tf.nn.conv2d" in rows and "tensorflow" in rows
+    assert any(line.startswith("tf.nn.conv2d: TensorFlow called directly") for line in
+               out.splitlines())
 
 
 def test_without_tensorflow_uses_the_exact_reference(capsys, monkeypatch):

@@ -118,18 +118,20 @@ cdef struct _PeakJob:
     double sink[1024]
 
 
+# Each task gets its own seed: the loop is a pure function, and a compiler may otherwise
+# run it once for a whole range of tasks.
 cdef void _peak_task_f(const void* ctx, Py_ssize_t begin, Py_ssize_t end) noexcept nogil:
     cdef _PeakJob* job = <_PeakJob*>ctx
     cdef Py_ssize_t t
     for t in range(begin, end):
-        job.sink[t] = conv_peak_f(job.iterations, 1.0)
+        job.sink[t] = conv_peak_f(job.iterations, 1.0 - 1e-6 * t)
 
 
 cdef void _peak_task_d(const void* ctx, Py_ssize_t begin, Py_ssize_t end) noexcept nogil:
     cdef _PeakJob* job = <_PeakJob*>ctx
     cdef Py_ssize_t t
     for t in range(begin, end):
-        job.sink[t] = conv_peak_d(job.iterations, 1.0)
+        job.sink[t] = conv_peak_d(job.iterations, 1.0 - 1e-6 * t)
 
 
 def fma_loop(str dtype, long iterations, int threads):
