@@ -21,7 +21,9 @@ except ImportError:
         '`pip install -e .` (or `pip install -e ".[tf]"`), or run Python from another '
         "directory to use the installed conv"
     )
-    if _sys.argv and _sys.argv[0] == "-m":  # `python -m conv`: one line, no traceback
+    _argv = list(getattr(_sys, "orig_argv", []))
+    if _sys.argv[:1] == ["-m"] and "-m" in _argv and _argv[_argv.index("-m") + 1:][:1] == [
+            __name__]:  # runpy is locating conv for `python -m conv`: one line, no traceback
         print(f"conv: error: {_msg}", file=_sys.stderr)
         raise SystemExit(2) from None
     raise ImportError(_msg) from None

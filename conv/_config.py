@@ -21,23 +21,20 @@ def cpu_has(*features: str) -> bool:
 
 
 def _kernel_builds() -> tuple:
-    """(the kernel build in use, every kernel build installed, its threading), the
-    builds each as "module (SIMD)".
+    """(the kernel build in use as "module (SIMD)", the kernel modules installed, its
+    threading).
 
     On x86-64 two builds are installed, portable and AVX2+FMA, and conv.methods._compiled
-    loads the one this CPU can run; the SIMD is what each was compiled for."""
-    import importlib
+    loads the one this CPU can run. The others are only looked up, never imported: the
+    AVX2 build's own initialisation would crash a CPU without AVX2."""
+    import importlib.util
 
     try:
         from .methods import _compiled
     except ImportError as exc:  # a broken build: say so instead of failing
         return f"unavailable ({exc})", "unavailable", "unavailable"
-    installed = []
-    for name in ("conv.methods._kernels", "conv.methods._kernels_avx2"):
-        try:
-            installed.append(f"{name} ({importlib.import_module(name).SIMD})")
-        except ImportError:  # the AVX2 build exists on x86-64 only
-            pass
+    installed = [name for name in ("conv.methods._kernels", "conv.methods._kernels_avx2")
+                 if importlib.util.find_spec(name) is not None]
     return (f"{_compiled.impl.__name__} ({_compiled.impl.SIMD})", ", ".join(installed),
             _compiled.impl.POOL)
 

@@ -565,10 +565,10 @@ def run_case(case: Case, methods: Sequence[str], ref: Reference, opts: Options,
     jobs: List[Tuple[str, str]] = []
     if tensorflow_available():
         jobs.append((TF_BASELINE, "baseline"))
-    torch = _torch() if opts.with_torch else None
-    if torch is not None:
-        jobs.append((TORCH_BASELINE, "baseline"))
     jobs += [(m, "auto" if m == "auto" else "method") for m in methods]
+    torch = _torch() if opts.with_torch else None
+    if torch is not None:  # last: its OpenMP threads keep spinning after its calls
+        jobs.append((TORCH_BASELINE, "baseline"))
 
     rows: List[Row] = []
 

@@ -362,8 +362,10 @@ _NO_EDITABLE = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if not
 def test_unbuilt_tree_python_m_conv_says_what_to_do(tmp_path):
     """`python -m conv` from a clone's root that was never built: one line, exit 2."""
     root = _unbuilt_copy(tmp_path)
-    # sys.argv[0] is "-m" while `python -m` imports the package, as CPython documents
-    p = subprocess.run([sys.executable, "-c", _NO_EDITABLE + "sys.argv[0] = '-m'; import conv"],
+    # as `python -m conv` does: sys.argv[0] is "-m" while runpy imports the package (as
+    # CPython documents) and sys.orig_argv holds the command line
+    p = subprocess.run([sys.executable, "-c", _NO_EDITABLE + "sys.argv[0] = '-m'; "
+                        "sys.orig_argv = [sys.executable, '-m', 'conv']; import conv"],
                        capture_output=True, text=True, timeout=60, cwd=root)
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()

@@ -449,6 +449,8 @@ def test_portable_build_agrees(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")
+@pytest.mark.skipif(conv.build_info()["threading"] != "pthreads",
+                    reason="only conv's pthreads pool starts workers in a forked child")
 def test_forked_children_keep_their_threads_and_do_not_hang():
     """conv's pool is fork-safe: a child forked after its parent ran a multi-thread call
     (and a grandchild forked after the child's) starts workers of its own, so it neither
@@ -464,11 +466,14 @@ def test_forked_children_keep_their_threads_and_do_not_hang():
         x = rng.standard_normal((4, 40, 40, 16)); w = rng.standard_normal((3, 3, 16, 32))
         want = conv.conv2d(x, w, threads=2)         # a real 2-thread call in the parent
         assert given == [2], given
+        assert _compiled.impl.pool_threads_seen(2) == 2
 
         def child():
             ok = all(np.array_equal(conv.conv2d(x, w, method=m, threads=2), want)
                      for m in ("direct", "matmul"))
-            return 0 if (ok and given[-1] == 2) else 3
+            # and the child's own workers really take tasks (not just the caller alone)
+            seen = _compiled.impl.pool_threads_seen(2)
+            return 0 if (ok and given[-1] == 2 and seen == 2) else 3
 
         pid = os.fork()
         if pid == 0:

@@ -63,21 +63,26 @@ def fma_peak(dtype: str, threads: int, seconds: float = 0.02, repeat: int = 5) -
     best of ``repeat`` runs of about ``seconds`` each: the ceiling the kernels' own
     arithmetic can reach on this CPU with this build (portable or AVX2+FMA)."""
     threads = min(max(1, int(threads)), 128)
+
+    def best_of(iterations, runs):  # (fastest seconds, flops) of `runs` runs
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            flops = impl.fma_loop(dtype, iterations, threads)
+            times.append(time.perf_counter() - t0)
+        return min(times), flops
+
     iterations = 1 << 14
-    while True:  # calibrate: grow the loop until one run takes a measurable time
-        t0 = time.perf_counter()
-        impl.fma_loop(dtype, iterations, threads)
-        elapsed = time.perf_counter() - t0
-        if elapsed >= seconds / 4 or iterations >= 1 << 34:
-            break
+    elapsed, _ = best_of(iterations, 2)
+    while elapsed < seconds / 4 and iterations < 1 << 40:  # grow until measurable
         iterations *= 4
-    iterations = max(1, int(iterations * seconds / max(elapsed, 1e-9)))
-    best = math.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        flops = impl.fma_loop(dtype, iterations, threads)
-        best = min(best, time.perf_counter() - t0)
-    return flops / best / 1e9
+        elapsed, _ = best_of(iterations, 2)
+    for _ in range(3):
+        iterations = max(1, int(iterations * seconds / max(elapsed, 1e-9)))
+        elapsed, flops = best_of(iterations, repeat)
+        if elapsed >= seconds / 2:  # as long as meant: a slow early run did not mislead
+            break
+    return flops / elapsed / 1e9
 
 
 def run(driver, p: Problem) -> np.ndarray:

@@ -1,6 +1,6 @@
 /* conv's drivers: split a convolution into tasks (channel tile x block of BLOCK pixel
  * tiles of one image), hand them to the pool (_pool.h), and run each task's tiles on the
- * micro-kernel (_ukernel.h, _tile.h). Included by _kernels.pxi after those headers.
+ * micro-kernel (_ukernel.h, _tile.h). Included by _kernels.pxi.
  *
  * Every output element is summed in the order (i, j, c_in) whatever the thread count or
  * the order tasks run in, so threads=1, threads=k and the serial build agree bit for bit,
@@ -9,6 +9,8 @@
 #ifndef CONV_DRIVERS_H
 #define CONV_DRIVERS_H
 #include <stddef.h>
+#include "_ukernel.h"
+#include "_pool.h"
 
 /* Pixel tiles per task: one channel tile's weights serve BLOCK tiles in a row, and in the
  * tap-by-tap ("matmul") order the block being accumulated (MR*BLOCK pixels x NR channels)

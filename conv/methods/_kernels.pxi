@@ -19,6 +19,7 @@ cdef extern from "_pool.h" nogil:
     ctypedef void (*conv_task_fn)(const void* ctx, Py_ssize_t begin, Py_ssize_t end) noexcept nogil
     void conv_pool_run(int threads, Py_ssize_t ntask, Py_ssize_t chunk, conv_task_fn fn,
                        const void* ctx)
+    int conv_pool_probe(int n, double timeout_s)
 
 cdef extern from "_drivers.h" nogil:
     ctypedef struct conv_problem:
@@ -35,10 +36,12 @@ cdef extern from "_drivers.h" nogil:
     void conv_matmul_d(const conv_problem* p, int threads)
 
 cdef extern from "_peak.h" nogil:
-    double conv_peak_f(long n, double seed)
-    double conv_peak_d(long n, double seed)
+    double conv_peak_f(long long n, double seed)
+    double conv_peak_d(long long n, double seed)
     const int CONV_PEAK_FLOPS_F
     const int CONV_PEAK_FLOPS_D
+    const int CONV_PEAK_LANES_F
+    const int CONV_PEAK_LANES_D
 
 ctypedef fused real:
     float
@@ -46,6 +49,8 @@ ctypedef fused real:
 
 SIMD = CONV_SIMD.decode()
 POOL = CONV_POOL_KIND.decode()
+#: lanes of the FMA loop's vectors (fma_loop's flops = 2 x 12 accumulators x lanes per turn)
+PEAK_LANES = {"float32": CONV_PEAK_LANES_F, "float64": CONV_PEAK_LANES_D}
 MR = CONV_MR
 NR = {"float32": CONV_NR_F, "float64": CONV_NR_D}
 
@@ -114,7 +119,7 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
 
 
 cdef struct _PeakJob:
-    long iterations
+    long long iterations
     double sink[1024]
 
 
@@ -134,7 +139,7 @@ cdef void _peak_task_d(const void* ctx, Py_ssize_t begin, Py_ssize_t end) noexce
         job.sink[t] = conv_peak_d(job.iterations, 1.0 - 1e-6 * t)
 
 
-def fma_loop(str dtype, long iterations, int threads):
+def fma_loop(str dtype, long long iterations, int threads):
     """Run _peak.h's FMA loop `iterations` times per thread, as 8 tasks per thread on up to
     `threads` threads of the pool (so a worker that starts late shifts work, not the
     finish), and return the flops done; timed by the caller, this is the build's
@@ -154,3 +159,14 @@ def fma_loop(str dtype, long iterations, int threads):
             raise ArithmeticError("FMA loop produced NaN")
     per = CONV_PEAK_FLOPS_F if single else CONV_PEAK_FLOPS_D
     return float(per) * job.iterations * 8 * threads
+
+
+def pool_threads_seen(int n, double timeout=2.0):
+    """For the tests: run n tasks on the pool that each wait (up to `timeout` seconds)
+    until all n have started, and return how many distinct threads ran them: n when the
+    pool's workers really take tasks, 1 when the caller ran them all alone (at most the
+    CPUs online, and 64)."""
+    cdef int seen
+    with nogil:
+        seen = conv_pool_probe(n, timeout)
+    return seen

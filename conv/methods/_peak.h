@@ -33,23 +33,29 @@ typedef double conv_peak_vd;
         for (int k = 0; k < CONV_PEAK_ACC; ++k) {                                 \
             acc[k] = b; acc[k] += (E)(k + 1);                                     \
         }                                                                         \
-        for (long i = 0; i < (n); ++i) {                                          \
+        for (long long i = 0; i < (n); ++i) {                                          \
             for (int k = 0; k < CONV_PEAK_ACC; ++k) acc[k] = acc[k] * a + b;      \
         }                                                                         \
         for (int k = 1; k < CONV_PEAK_ACC; ++k) acc[0] += acc[k];                 \
         memcpy(&(out), &acc[0], sizeof(T) < sizeof(out) ? sizeof(T) : sizeof(out)); \
     } while (0)
 
+/* every lane of the result, so that no lane's work can be dropped as unused */
+#define CONV_PEAK_SUM(r, lanes, E)                                                \
+    do { for (int l_ = 1; l_ < (lanes); ++l_) (r)[0] += (r)[l_]; } while (0)
+
 /* n iterations of CONV_PEAK_ACC vector FMAs; returns one lane of the sum. */
-static double conv_peak_f(long n, double seed) {
+static double conv_peak_f(long long n, double seed) {
     float r[CONV_PEAK_LANES_F];
     CONV_PEAK_LOOP(conv_peak_vf, float, n, seed, r);
+    CONV_PEAK_SUM(r, CONV_PEAK_LANES_F, float);
     return (double)r[0];
 }
 
-static double conv_peak_d(long n, double seed) {
+static double conv_peak_d(long long n, double seed) {
     double r[CONV_PEAK_LANES_D];
     CONV_PEAK_LOOP(conv_peak_vd, double, n, seed, r);
+    CONV_PEAK_SUM(r, CONV_PEAK_LANES_D, double);
     return r[0];
 }
 

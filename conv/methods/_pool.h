@@ -9,10 +9,11 @@
  * chunks a worker has already taken. A worker that wakes late finds the job closed and
  * goes back to sleep. Which thread runs a task never changes a result.
  *
- * Workers are started on first use, spin briefly after a job (back-to-back calls find
- * them awake), then sleep on a condition variable. One job at a time: a call made while
- * another thread's job is open runs its tasks on its own thread. A forked child starts
- * with no workers and makes its own on first use (so fork is always safe).
+ * Workers are started on first use, at most one fewer than the CPUs online; they block
+ * every signal, spin briefly after a job (back-to-back calls find them awake), yielding,
+ * then sleep on a condition variable. One job at a time: a call made while another
+ * thread's job is open runs chunks on its own thread and tries again after each one. A
+ * forked child starts with no workers and makes its own on first use (fork is safe).
  *
  * POSIX threads where available; elsewhere an OpenMP loop when the build has OpenMP;
  * otherwise, and in the serial build (CONV_SERIAL), every task runs on the caller.
@@ -28,7 +29,9 @@ typedef void (*conv_task_fn)(const void *ctx, ptrdiff_t begin, ptrdiff_t end);
 #if !defined(CONV_SERIAL) && (defined(__unix__) || defined(__APPLE__))
 #define CONV_POOL_PTHREADS 1
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #define CONV_POOL_RELAX() __builtin_ia32_pause()
@@ -81,9 +84,11 @@ static struct {
     atomic_ulong gen;        /* bumped for every job opened */
     atomic_int peeking;      /* workers between reading `job` and joining or not */
     atomic_int sleepers;     /* workers asleep (or about to be) on `wake` */
-    int workers;             /* workers started in this process (under mu) */
+    atomic_int workers;      /* workers started in this process (grown under mu) */
+    int cap;                 /* most workers this process may start; 0: not decided yet,
+                                -1: none (under mu) */
 } conv_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-               NULL, 0, 0, 0, 0};
+               NULL, 0, 0, 0, 0, 0};
 
 static void conv_pool_take(conv_job *j) {
     for (;;) {
@@ -139,72 +144,87 @@ static void *conv_pool_worker(void *arg) {
     return NULL;
 }
 
+/* fork: no thread may hold the lock while the process is copied; the child has none of
+ * the workers, so it starts from an empty pool and makes its own on first use */
+static void conv_pool_before_fork(void) { pthread_mutex_lock(&conv_pool.mu); }
+static void conv_pool_after_fork_parent(void) { pthread_mutex_unlock(&conv_pool.mu); }
 static void conv_pool_after_fork_child(void) {
-    /* the workers did not survive the fork; the locks may have been held by them */
-    pthread_mutex_init(&conv_pool.mu, NULL);
+    pthread_mutex_unlock(&conv_pool.mu);
     pthread_cond_init(&conv_pool.wake, NULL);
     pthread_cond_init(&conv_pool.done, NULL);
     atomic_store(&conv_pool.job, NULL);
     atomic_store(&conv_pool.peeking, 0);
     atomic_store(&conv_pool.sleepers, 0);
-    conv_pool.workers = 0;
+    atomic_store(&conv_pool.workers, 0);
+    conv_pool.cap = 0;
 }
 
-/* Start workers until `n` exist; returns how many exist. */
+/* Start workers until `n` exist, at most one fewer than the CPUs online (the caller is
+ * the last); returns how many exist. */
 static int conv_pool_grow(int n) {
     static int fork_handler = 0;
-    int have;
-    if (n > CONV_POOL_MAX_WORKERS) n = CONV_POOL_MAX_WORKERS;
+    int have = atomic_load_explicit(&conv_pool.workers, memory_order_acquire);
+    if (have >= n) return have;
     pthread_mutex_lock(&conv_pool.mu);
-    if (!fork_handler && pthread_atfork(NULL, NULL, conv_pool_after_fork_child) == 0)
-        fork_handler = 1;
-    while (fork_handler && conv_pool.workers < n) {
+    if (conv_pool.cap == 0) {  /* first use in this process */
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        conv_pool.cap = cpus > 1 ? (cpus - 1 < CONV_POOL_MAX_WORKERS
+                                    ? (int)cpus - 1 : CONV_POOL_MAX_WORKERS) : 1;
+        if (!fork_handler && pthread_atfork(conv_pool_before_fork,
+                                            conv_pool_after_fork_parent,
+                                            conv_pool_after_fork_child) == 0)
+            fork_handler = 1;
+        if (!fork_handler) conv_pool.cap = -1;  /* not fork-safe: no workers at all */
+    }
+    if (n > conv_pool.cap) n = conv_pool.cap;
+    while (atomic_load(&conv_pool.workers) < n) {
         pthread_t t;
         pthread_attr_t attr;
+        sigset_t all, old;
         int rc;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        sigfillset(&all);  /* workers take no signals: they stay with Python's threads */
+        pthread_sigmask(SIG_BLOCK, &all, &old);
         rc = pthread_create(&t, &attr, conv_pool_worker,
                             (void *)(size_t)atomic_load(&conv_pool.gen));
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_attr_destroy(&attr);
-        if (rc != 0) break;
-        conv_pool.workers++;
+        if (rc != 0) {  /* out of threads: keep those there are, stop trying */
+            conv_pool.cap = atomic_load(&conv_pool.workers);
+            if (conv_pool.cap == 0) conv_pool.cap = -1;
+            break;
+        }
+        atomic_fetch_add(&conv_pool.workers, 1);
     }
-    have = fork_handler ? conv_pool.workers : 0;
+    have = atomic_load(&conv_pool.workers);
     pthread_mutex_unlock(&conv_pool.mu);
     return have;
 }
 
-static void conv_pool_run(int threads, ptrdiff_t ntask, ptrdiff_t chunk, conv_task_fn fn,
-                          const void *ctx) {
+/* Open a job over tasks [first, ntask) with `helpers` seats; 0 when another thread's job
+ * is open. Runs it (the caller works too) and waits for the workers that joined. */
+static int conv_pool_try_job(int helpers, ptrdiff_t first, ptrdiff_t ntask,
+                             ptrdiff_t chunk, conv_task_fn fn, const void *ctx) {
     conv_job job;
     conv_job *none = NULL;
-    int helpers, have, k = 0;
+    int k = 0, w;
     long long until;
-    if (ntask <= 0) return;
-    if (chunk < 1) chunk = 1;
-    helpers = threads - 1;
-    if ((ptrdiff_t)helpers > (ntask + chunk - 1) / chunk - 1)
-        helpers = (int)((ntask + chunk - 1) / chunk - 1);
-    if (helpers < 1) { fn(ctx, 0, ntask); return; }
-    have = conv_pool_grow(helpers);
-    if (have < helpers) helpers = have;
-    if (helpers < 1) { fn(ctx, 0, ntask); return; }
     job.fn = fn;
     job.ctx = ctx;
     job.ntask = ntask;
     job.chunk = chunk;
-    atomic_init(&job.next, 0);
+    atomic_init(&job.next, first);
     atomic_init(&job.active, 0);
     atomic_init(&job.seats, helpers);
-    if (!atomic_compare_exchange_strong(&conv_pool.job, &none, &job)) {
-        fn(ctx, 0, ntask);                 /* another thread's job is open: run alone */
-        return;
-    }
+    if (!atomic_compare_exchange_strong(&conv_pool.job, &none, &job))
+        return 0;
     atomic_fetch_add(&conv_pool.gen, 1);
-    if (atomic_load(&conv_pool.sleepers) > 0) {
+    w = atomic_load(&conv_pool.sleepers);
+    if (w > 0) {  /* wake as many sleepers as there are seats; spinning ones see `gen` */
         pthread_mutex_lock(&conv_pool.mu);
-        pthread_cond_broadcast(&conv_pool.wake);
+        for (w = w < helpers ? w : helpers; w > 0; w--)
+            pthread_cond_signal(&conv_pool.wake);
         pthread_mutex_unlock(&conv_pool.mu);
     }
 
@@ -224,6 +244,68 @@ static void conv_pool_run(int threads, ptrdiff_t ntask, ptrdiff_t chunk, conv_ta
             pthread_cond_wait(&conv_pool.done, &conv_pool.mu);
         pthread_mutex_unlock(&conv_pool.mu);
     }
+    return 1;
+}
+
+static void conv_pool_run(int threads, ptrdiff_t ntask, ptrdiff_t chunk, conv_task_fn fn,
+                          const void *ctx) {
+    ptrdiff_t first = 0;
+    int helpers;
+    if (ntask <= 0) return;
+    if (chunk < 1) chunk = 1;
+    helpers = threads - 1;
+    if ((ptrdiff_t)helpers > (ntask + chunk - 1) / chunk - 1)
+        helpers = (int)((ntask + chunk - 1) / chunk - 1);
+    if (helpers > 0) {
+        int have = conv_pool_grow(helpers);
+        if (have < helpers) helpers = have;
+    }
+    if (helpers < 1) { fn(ctx, 0, ntask); return; }
+    /* While another thread's job is open, run chunks here and try again after each, so
+     * a long call that met a short one gets the workers as soon as they are free. */
+    while (first < ntask) {
+        if (conv_pool_try_job(helpers, first, ntask, chunk, fn, ctx)) return;
+        fn(ctx, first, first + chunk < ntask ? first + chunk : ntask);
+        first += chunk;
+    }
+}
+
+/* For the tests: run `n` tasks that each wait (up to `timeout_ns`) until all n have
+ * started, and return how many distinct threads ran them. n threads means the pool's
+ * workers really took tasks; 1 means the caller ran them all alone. */
+typedef struct {
+    atomic_int started;
+    int n;
+    long long timeout_ns;
+    pthread_t who[64];
+} conv_pool_probe_ctx;
+
+static void conv_pool_probe_task(const void *vctx, ptrdiff_t begin, ptrdiff_t end) {
+    conv_pool_probe_ctx *c = (conv_pool_probe_ctx *)vctx;
+    ptrdiff_t t;
+    for (t = begin; t < end; t++) {
+        long long until = conv_pool_now_ns() + c->timeout_ns;
+        int k = 0;
+        c->who[t] = pthread_self();
+        atomic_fetch_add(&c->started, 1);
+        while (atomic_load(&c->started) < c->n && !conv_pool_spin_over(&k, until)) {}
+    }
+}
+
+static int conv_pool_probe(int n, double timeout_s) {
+    conv_pool_probe_ctx c;
+    int i, j, distinct = 0;
+    if (n < 1) n = 1;
+    if (n > 64) n = 64;
+    atomic_init(&c.started, 0);
+    c.n = n;
+    c.timeout_ns = (long long)(timeout_s * 1e9);
+    conv_pool_run(n, n, 1, conv_pool_probe_task, &c);
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < i && !pthread_equal(c.who[i], c.who[j]); j++) {}
+        distinct += (j == i);
+    }
+    return distinct;
 }
 
 #define CONV_POOL_KIND "pthreads"
@@ -242,6 +324,17 @@ static void conv_pool_run(int threads, ptrdiff_t ntask, ptrdiff_t chunk, conv_ta
         fn(ctx, c * chunk, (c + 1) * chunk < ntask ? (c + 1) * chunk : ntask);
 }
 
+static int conv_pool_probe(int n, double timeout_s) {  /* threads of an OpenMP team */
+    int seen = 1;
+    (void)timeout_s;
+    #pragma omp parallel num_threads(n)
+    {
+        #pragma omp single
+        seen = omp_get_num_threads();
+    }
+    return seen;
+}
+
 #define CONV_POOL_KIND "openmp"
 
 #else
@@ -251,6 +344,8 @@ static void conv_pool_run(int threads, ptrdiff_t ntask, ptrdiff_t chunk, conv_ta
     (void)threads; (void)chunk;
     if (ntask > 0) fn(ctx, 0, ntask);
 }
+
+static int conv_pool_probe(int n, double timeout_s) { (void)n; (void)timeout_s; return 1; }
 
 #define CONV_POOL_KIND "serial"
 #endif
