@@ -30,8 +30,9 @@ def conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1, thread
         row/column of padding at the bottom/right. Padded positions contribute
         nothing (they are skipped, not multiplied).
     threads : int or None
-        Threads for methods that run in parallel; None uses every core
-        (``OMP_NUM_THREADS`` when set).
+        Threads for methods that run in parallel; None uses every CPU this process may
+        run on (``OMP_NUM_THREADS`` when set). Capped at the CPUs this process may run
+        on (its affinity set).
 
     Returns
     -------
@@ -169,5 +170,10 @@ def _call(method: Method, problem: Problem) -> np.ndarray:
         raise MethodError(
             f"conv method {method.name!r} broke the kernel contract: it returned {got}; "
             f"expected a numpy.ndarray of shape {problem.out_shape} and dtype {problem.dtype}"
+        )
+    if np.may_share_memory(out, problem.x) or np.may_share_memory(out, problem.w):
+        raise MethodError(
+            f"conv method {method.name!r} broke the kernel contract: it returned an array "
+            f"that shares memory with its input; a kernel must return a new array"
         )
     return out

@@ -17,6 +17,11 @@ import numpy as np
 
 from ._contract import Pads, Pair
 
+#: The largest padding per side, and the largest span of a dilated kernel ((k - 1) * d + 1),
+#: in rows or columns: far beyond any real image, and far from overflowing the kernels'
+#: 64-bit index arithmetic.
+MAX_EXTENT = 2**31 - 1
+
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
 
@@ -41,6 +46,12 @@ class Normalized:
 
 # --------------------------------------------------------------------- arrays
 def _as_array(value, name: str) -> np.ndarray:
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name} is a masked array; conv2d has no notion of a mask and would silently "
+            f"drop it. Pass {name}.filled(value) to decide what masked entries count as, "
+            f"or np.ma.getdata({name}) to use the stored values"
+        )
     if isinstance(value, np.ndarray):
         arr = value
     else:
@@ -127,29 +138,38 @@ def as_pair(value, name: str) -> Pair:
     return pair
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on: its affinity set where the OS has one
+    (``os.sched_getaffinity``), else ``os.cpu_count()``. conv never runs more threads."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def as_threads(value) -> int:
+    """threads: None (the default) or an int >= 1, capped at :func:`available_cpus`."""
     if value is None:
         return default_threads()
     t = _int(value, "threads")
     if t < 1:
         raise ValueError(f"threads must be None or an int >= 1; got {value!r}")
-    return t
+    return min(t, available_cpus())
 
 
 def default_threads() -> int:
-    """All cores available to this process, or OMP_NUM_THREADS when it is set."""
+    """OMP_NUM_THREADS when it is set to an int >= 1 (its first entry), else every CPU
+    this process may run on; capped at :func:`available_cpus` either way."""
+    cap = available_cpus()
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env:
         try:
             first = int(env.split(",")[0])
-            if first >= 1:
-                return first
         except ValueError:
-            pass
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+            first = 0
+        if first >= 1:
+            return min(first, cap)
+    return cap
 
 
 # -------------------------------------------------------------------- padding
@@ -165,6 +185,8 @@ def _pad_amount(v, name: str) -> int:
     p = _int(v, name)
     if p < 0:
         raise ValueError(f"{name} must be >= 0; got {p}")
+    if p > MAX_EXTENT:
+        raise ValueError(f"{name} must be at most 2**31 - 1 per side; got {p}")
     return p
 
 
@@ -186,6 +208,9 @@ def as_padding(padding, in_hw: Pair, k_hw: Pair, stride: Pair, dilation: Pair) -
         raise ValueError(f"{msg}; got the string {padding!r}")
     if isinstance(padding, (bool, np.bool_, bytes)):
         raise TypeError(f"{msg}; got {padding!r}")
+    if isinstance(padding, (dict, set, frozenset)):  # unordered: no top/bottom/left/right
+        raise TypeError(f"{msg}, as a list or tuple; got a {type(padding).__name__}: "
+                        f"{padding!r}")
     if isinstance(padding, numbers.Integral):
         p = _pad_amount(padding, "padding")
         return ((p, p), (p, p))
@@ -248,6 +273,13 @@ def normalize(x, w, *, stride=1, padding="VALID", dilation=1, threads=None) -> N
     threads_i = as_threads(threads)
     n, h, wd, _ = xa.shape
     kh, kw, _, co = wa.shape
+    # a one-tap kernel's dilation does nothing (clamped below); any other must keep the
+    # kernel's span within MAX_EXTENT
+    for axis, k, d in (("height", kh, dilation_p[0]), ("width", kw, dilation_p[1])):
+        if k > 1 and (k - 1) * d + 1 > MAX_EXTENT:
+            raise ValueError(
+                f"dilation {d} makes the kernel's {axis} span {(k - 1) * d + 1} "
+                f"({k} taps); at most 2**31 - 1 is supported")
     pads = as_padding(padding, (h, wd), (kh, kw), stride_p, dilation_p)
     if isinstance(padding, str) and padding.upper() == "SAME":
         # TensorFlow's rule: ceil(size / stride), zero rows for an empty input.

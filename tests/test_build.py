@@ -76,8 +76,12 @@ def test_this_build_is_parallel():
 
 
 def test_default_threads_in_build_info(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert conv.build_info()["default_threads"] == 3
+    from conv._frontend import available_cpus
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert conv.build_info()["default_threads"] == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "99999999999999999999")  # capped, not reported
+    assert conv.build_info()["default_threads"] == available_cpus()
 
 
 def test_show_config_prints_every_key(capsys):

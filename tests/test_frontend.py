@@ -74,6 +74,19 @@ BAD = [
     ("padding-bool", TypeError, "padding", X, W, {"padding": True}),
     ("padding-None", TypeError, "padding", X, W, {"padding": None}),
     ("padding-bytes", TypeError, "padding", X, W, {"padding": b"SAME"}),
+    ("padding-dict", TypeError, "padding.*list or tuple.*dict", X, W,
+     {"padding": {1: 2, 3: 4}}),
+    ("padding-set", TypeError, "padding.*list or tuple.*set", X, W, {"padding": {1, 2}}),
+    ("padding-huge", ValueError, r"padding must be at most 2\*\*31 - 1", X, W,
+     {"padding": 10**30}),
+    ("padding-huge-tblr", ValueError, r"padding must be at most", X, W,
+     {"padding": ((0, 2**31), (0, 0))}),
+    ("dilation-huge-same", ValueError, r"dilation 10+ makes the kernel's height span", X, W,
+     {"dilation": 10**30, "padding": "SAME"}),
+    ("dilation-huge-width", ValueError, r"dilation 10+ makes the kernel's width span", X, W,
+     {"dilation": (1, 10**30), "padding": "SAME"}),
+    ("x-masked", TypeError, r"\bx\b is a masked array.*filled", np.ma.masked_array(X), W, {}),
+    ("w-masked", TypeError, r"\bw\b is a masked array.*filled", X, np.ma.masked_array(W), {}),
 ]
 MALFORMED_PADDING = [(1, 2, 3), ((1, 2), (3,)), ((1, 2), (3, 4), (5, 6)), ((1, 2, 3), (4, 5)), [[1]]]
 TOO_LARGE = [
@@ -93,6 +106,38 @@ def test_bad_input_names_the_argument(case):
     _, exc, match, x, w, kwargs = case
     with pytest.raises(exc, match=match):
         conv.conv2d(x, w, **kwargs)
+
+
+@pytest.mark.parametrize("case", [b for b in BAD if b[0] in (
+    "padding-huge", "dilation-huge-same", "padding-dict", "x-masked")], ids=lambda b: b[0])
+def test_bad_input_is_the_same_error_for_every_method(case):
+    """The front end refuses it before any method runs, so no method overflows its own
+    way (the compiled ones raised OverflowError where numpy returned a result)."""
+    _, exc, match, x, w, kwargs = case
+    for method in conv.list_methods() + ["auto"]:
+        with pytest.raises(exc, match=match):
+            conv.conv2d(x, w, method=method, **kwargs)
+
+
+@pytest.mark.parametrize("which", ["x", "w", "view of x"])
+def test_a_kernel_returning_its_input_breaks_the_contract(which, registered):
+    """conv2d never returns an array that shares memory with x or w (a 1x1 kernel with
+    C_in == C_out gives a result of x's shape, so the shape check alone lets it through)."""
+    def kernel(p):
+        if which == "x":
+            return p.x
+        if which == "w":
+            return p.w.reshape(p.out_shape)
+        return p.x[..., :]
+
+    registered(conv.Method("returns_input", kernel))
+    if which == "w":  # x (1, 1, 1, 1) and w (1, 1, 1, 1): w has the output's shape
+        x, w = np.full((1, 1, 1, 1), 3.0), np.full((1, 1, 1, 1), 2.0)
+    else:             # identity weights: returning x would even have the right values
+        x = np.arange(2 * 3 * 3 * 4, dtype=np.float64).reshape(2, 3, 3, 4)
+        w = np.eye(4).reshape(1, 1, 4, 4)
+    with pytest.raises(conv.MethodError, match="shares memory with its input"):
+        conv.conv2d(x, w, method="returns_input")
 
 
 @pytest.mark.parametrize("padding", MALFORMED_PADDING, ids=str)
@@ -403,10 +448,34 @@ def test_no_input_channels_gives_zeros(method):
 
 
 # ================================================================ threads
-@pytest.mark.parametrize("env, expected", [("3", 3), ("1", 1), ("5,2", 5), (" 2 ", 2)])
+def _cpus():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+@pytest.mark.parametrize("env, expected", [("3", 3), ("1", 1), ("5,2", 5), (" 2 ", 2),
+                                           ("99999999999999999999", 10**20)])
 def test_default_threads_honours_omp_num_threads(monkeypatch, env, expected):
+    """OMP_NUM_THREADS, capped at the CPUs this process may run on."""
     monkeypatch.setenv("OMP_NUM_THREADS", env)
-    assert _frontend.default_threads() == expected
+    assert _frontend.default_threads() == min(expected, _cpus())
+    assert conv.build_info()["default_threads"] == min(expected, _cpus())
+
+
+def test_threads_argument_is_capped_at_the_cpus_this_process_may_use(monkeypatch, registered):
+    method, seen = _spy("spy_capped", parallel=True)
+    registered(method)
+    x, w = np.ones((1, 4, 4, 1)), np.ones((2, 2, 1, 1))
+    for asked in (10_000, 10**30, _cpus() + 1):
+        conv.conv2d(x, w, method="spy_capped", threads=asked)
+        assert seen[-1].threads == _cpus(), asked
+    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) > 1:
+        one = {min(os.sched_getaffinity(0))}
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: one)  # as under taskset
+        conv.conv2d(x, w, method="spy_capped", threads=4)
+        assert seen[-1].threads == 1
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        conv.conv2d(x, w, method="spy_capped")
+        assert seen[-1].threads == 1
 
 
 @pytest.mark.parametrize("env", [None, "", "0", "abc", "-2"])
@@ -425,9 +494,9 @@ def test_threads_reach_the_kernel(monkeypatch, registered):
     x, w = np.ones((1, 4, 4, 1)), np.ones((2, 2, 1, 1))
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     conv.conv2d(x, w, method="spy_parallel")
-    assert seen[-1].threads == 3
+    assert seen[-1].threads == min(3, _cpus())
     conv.conv2d(x, w, method="spy_parallel", threads=5)
-    assert seen[-1].threads == 5
+    assert seen[-1].threads == min(5, _cpus())
     conv.conv2d(x, w, method="spy_parallel", threads=np.int32(1))
     assert seen[-1].threads == 1 and type(seen[-1].threads) is int
 
