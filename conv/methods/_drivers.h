@@ -26,6 +26,7 @@ typedef struct {
     ptrdiff_t sh, sw, dh, dw, pt, pl;
     int zeros_exact;              /* every weight finite: padded taps may read zeros */
     int blocks_outer;             /* task order: input block outer (speed only) */
+    conv_interrupt *intr;         /* checked between tasks; NULL: not interruptible */
 } conv_problem;
 
 /* Tasks per chunk handed out at once: about 16 chunks per thread balance the load. */
@@ -55,6 +56,7 @@ static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {     
         ptrdiff_t block, cot, n, t0, t1, t, i, j, oy, ox;                                  \
         int nc;                                                                            \
         const T *xn;                                                                       \
+        if (conv_interrupted(p->intr, task)) return;  /* Ctrl-C: every thread stops */     \
         if (p->blocks_outer) {  /* one input block stays hot while every channel tile passes */ \
             block = task / p->ncot;                                                        \
             cot = task - block * p->ncot;                                                  \

@@ -14,8 +14,19 @@ cdef extern from "_ukernel.h" nogil:
     const int CONV_NR_D
     const char* CONV_SIMD
 
+from cpython.exc cimport PyErr_CheckSignals
+
 cdef extern from "_pool.h" nogil:
     const char* CONV_POOL_KIND
+    ctypedef struct conv_interrupt:
+        int stop
+        int (*poll)(void*) noexcept nogil
+        void* poll_ctx
+        long long next_poll_ns
+        const void* caller
+    const void* conv_pool_self()
+    long long conv_pool_now_ns()
+    const long long CONV_POLL_NS
     ctypedef void (*conv_task_fn)(const void* ctx, Py_ssize_t begin, Py_ssize_t end) noexcept nogil
     void conv_pool_run(int threads, Py_ssize_t ntask, Py_ssize_t chunk, conv_task_fn fn,
                        const void* ctx)
@@ -30,6 +41,7 @@ cdef extern from "_drivers.h" nogil:
         Py_ssize_t N, H, W, CI, ncot, KH, KW, nr, OH, OW, CO
         Py_ssize_t sh, sw, dh, dw, pt, pl
         int zeros_exact, blocks_outer
+        conv_interrupt* intr
     void conv_direct_f(const conv_problem* p, int threads)
     void conv_direct_d(const conv_problem* p, int threads)
     void conv_matmul_f(const conv_problem* p, int threads)
@@ -72,7 +84,40 @@ cdef conv_problem _problem(const real[:, :, :, ::1] x, const real[:, :, :, :, ::
     p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
     p.sh, p.sw, p.dh, p.dw, p.pt, p.pl = sh, sw, dh, dw, pt, pl
     p.zeros_exact, p.blocks_outer = zeros_exact, blocks_outer
+    p.intr = NULL
     return p
+
+
+cdef int _poll_signals(void* pending) noexcept nogil:
+    """Between tasks, on the calling thread: run Python's signal handlers (only the main
+    thread has any). If one raised (Ctrl-C: KeyboardInterrupt), keep the exception in
+    the `pending` list and stop the call."""
+    with gil:
+        try:
+            PyErr_CheckSignals()
+        except BaseException as exc:
+            (<list>pending).append(exc)
+            return 1
+    return 0
+
+
+cdef class _Interrupt:
+    """One call's interrupt state: the C struct the drivers poll, and the exception a
+    signal handler raised, re-raised by finish() once every thread has stopped."""
+    cdef conv_interrupt c
+    cdef list pending
+
+    def __cinit__(self):
+        self.pending = []
+        self.c.stop = 0
+        self.c.poll = _poll_signals
+        self.c.poll_ctx = <void*>self.pending
+        self.c.next_poll_ns = conv_pool_now_ns() + CONV_POLL_NS  # short calls never poll
+        self.c.caller = conv_pool_self()
+
+    cdef finish(self):
+        if self.pending:
+            raise self.pending[0]
 
 
 def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
@@ -89,13 +134,16 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     """
     cdef conv_problem p = _problem(x, wp, zeros, out, sh, sw, dh, dw, pt, pl,
                                    zeros_exact, blocks_outer)
+    cdef _Interrupt intr = _Interrupt()
     if p.out == NULL:
         return
+    p.intr = &intr.c
     with nogil:
         if real is float:
             conv_direct_f(&p, threads)
         else:
             conv_direct_d(&p, threads)
+    intr.finish()  # Ctrl-C during the call: its KeyboardInterrupt, no partial result
 
 
 def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
@@ -109,13 +157,16 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     conv2d_direct."""
     cdef conv_problem p = _problem(x, wp, zeros, out, sh, sw, dh, dw, pt, pl,
                                    zeros_exact, blocks_outer)
+    cdef _Interrupt intr = _Interrupt()
     if p.out == NULL:
         return
+    p.intr = &intr.c
     with nogil:
         if real is float:
             conv_matmul_f(&p, threads)
         else:
             conv_matmul_d(&p, threads)
+    intr.finish()  # Ctrl-C during the call: its KeyboardInterrupt, no partial result
 
 
 cdef struct _PeakJob:

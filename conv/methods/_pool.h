@@ -26,6 +26,37 @@ typedef void (*conv_task_fn)(const void *ctx, ptrdiff_t begin, ptrdiff_t end);
 
 #define CONV_POOL_MAX_WORKERS 255
 
+#include <time.h>
+static long long conv_pool_now_ns(void) {  /* a monotonic clock where there is one */
+    struct timespec ts;
+#if defined(CLOCK_MONOTONIC)
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#else
+    timespec_get(&ts, TIME_UTC);
+#endif
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CONV_LOAD_RELAXED(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define CONV_STORE_RELAXED(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#else
+#define CONV_LOAD_RELAXED(p) (*(volatile int *)(p))
+#define CONV_STORE_RELAXED(p, v) (*(volatile int *)(p) = (v))
+#endif
+
+/* Interrupting a call (Ctrl-C). Task bodies call conv_interrupted() between tasks: once
+ * `stop` is set every thread stops taking tasks, and the calling thread polls `poll`
+ * (which asks Python whether a signal handler raised) at most every CONV_POLL_NS. */
+#define CONV_POLL_NS 20000000LL
+typedef struct {
+    int stop;                     /* read and written with CONV_LOAD/STORE_RELAXED */
+    int (*poll)(void *);          /* nonzero: stop; called on the calling thread only */
+    void *poll_ctx;
+    long long next_poll_ns;
+    const void *caller;           /* the calling thread's marker (conv_pool_self) */
+} conv_interrupt;
+
 #if !defined(CONV_SERIAL) && (defined(__unix__) || defined(__APPLE__))
 #define CONV_POOL_PTHREADS 1
 #include <pthread.h>
@@ -41,18 +72,12 @@ typedef void (*conv_task_fn)(const void *ctx, ptrdiff_t begin, ptrdiff_t end);
 #define CONV_POOL_RELAX() ((void)0)
 #endif
 #include <sched.h>
-#include <time.h>
 /* how long a worker waits, awake, for the next job before it sleeps (back-to-back calls
  * find it awake), and how long a caller spins for workers' last chunks before it sleeps.
  * Spinning threads yield every 64 turns: on a busy machine a spinning worker must not
  * keep the caller (or anyone else) off a core. */
 #define CONV_POOL_SPIN_NS 500000L
 
-static long long conv_pool_now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 /* One turn of a spin loop; every 64th turn yields and tells whether `until` has passed. */
 static int conv_pool_spin_over(int *turn, long long until) {
@@ -308,6 +333,11 @@ static int conv_pool_probe(int n, double timeout_s) {
     return distinct;
 }
 
+static const void *conv_pool_self(void) {  /* a per-thread address: this thread's marker */
+    static _Thread_local char mark;
+    return &mark;
+}
+
 #define CONV_POOL_KIND "pthreads"
 
 #elif !defined(CONV_SERIAL) && defined(_OPENMP)
@@ -335,6 +365,11 @@ static int conv_pool_probe(int n, double timeout_s) {  /* threads of an OpenMP t
     return seen;
 }
 
+static const void *conv_pool_self(void) {  /* thread 0 of a team is the caller */
+    static char caller_mark, worker_mark;
+    return omp_get_thread_num() == 0 ? (const void *)&caller_mark : (const void *)&worker_mark;
+}
+
 #define CONV_POOL_KIND "openmp"
 
 #else
@@ -347,7 +382,26 @@ static void conv_pool_run(int threads, ptrdiff_t ntask, ptrdiff_t chunk, conv_ta
 
 static int conv_pool_probe(int n, double timeout_s) { (void)n; (void)timeout_s; return 1; }
 
+static const void *conv_pool_self(void) { static char mark; return &mark; }
+
 #define CONV_POOL_KIND "serial"
 #endif
+
+/* Between tasks: 1 when the call is being interrupted (then return at once). Cheap: one
+ * relaxed load, plus a clock read every 16th call on the calling thread. */
+static int conv_interrupted(conv_interrupt *in, ptrdiff_t task) {
+    long long now;
+    if (in == NULL) return 0;
+    if (CONV_LOAD_RELAXED(&in->stop)) return 1;
+    if ((task & 15) != 0 || in->poll == NULL || conv_pool_self() != in->caller) return 0;
+    now = conv_pool_now_ns();
+    if (now < in->next_poll_ns) return 0;
+    in->next_poll_ns = now + CONV_POLL_NS;
+    if (in->poll(in->poll_ctx)) {
+        CONV_STORE_RELAXED(&in->stop, 1);
+        return 1;
+    }
+    return 0;
+}
 
 #endif /* CONV_POOL_H */
