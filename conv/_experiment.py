@@ -1030,6 +1030,72 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
 
 
+def _check_plot_path(path: str) -> None:
+    """--plot: matplotlib installed, a known image format, a regular file that can be
+    written; all checked before any work (UsageError otherwise)."""
+    if not _matplotlib_available():
+        raise UsageError('--plot needs matplotlib: pip install "conv2d-cpu[plot]"')
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    formats = sorted(FigureCanvasAgg(Figure()).get_supported_filetypes())
+    if os.path.isdir(path):
+        raise UsageError(f"--plot {path!r} is a directory; name a file, e.g. "
+                         f"{os.path.join(path, 'times.png')!r}")
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in formats:
+        raise UsageError(f"--plot {path!r}: unknown image format {ext or '(none)'!r}; "
+                         f"end the name with one of: {', '.join('.' + f for f in formats)}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"--plot {path!r}: directory {parent!r} does not exist")
+    if os.path.exists(path):
+        if not os.path.isfile(path):
+            raise UsageError(f"--plot {path!r} is not a regular file")
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"--plot {path!r}: the file is not writable")
+        return
+    try:  # create it for a moment: the only sure test that the directory takes a file
+        with open(path, "xb"):
+            pass
+        os.remove(path)
+    except OSError as exc:
+        raise UsageError(f"--plot {path!r}: cannot write there ({exc.strerror})") from None
+
+
+def _available_memory() -> Optional[int]:
+    """Bytes of memory available now (Linux's MemAvailable), else physical memory."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _check_memory(shapes, dtypes) -> None:
+    """Refuse a problem whose arrays cannot fit in memory, before any work: x, w, the
+    reference and two outputs (a method's and its copy), in the largest dtype asked."""
+    avail = _available_memory()
+    if avail is None:
+        return
+    itemsize = max(np.dtype(dt).itemsize for dt in dtypes)
+    for name, xs, ws in shapes:
+        oh, ow = xs[1] - ws[0] + 1, xs[2] - ws[1] + 1
+        elements = math.prod(xs) + math.prod(ws) + 3 * xs[0] * oh * ow * ws[3]
+        need = elements * itemsize
+        if need > avail:
+            raise UsageError(
+                f"--shape {name}: x {_tup(xs)} * w {_tup(ws)} needs about "
+                f"{need / 1e9:,.1f} GB in {max(dtypes, key=lambda d: np.dtype(d).itemsize)}; "
+                f"{avail / 1e9:,.1f} GB of memory is available")
+
+
 def _error(msg: str) -> None:
     try:
         sys.stderr.write(f"conv: error: {_one_line(msg)}\n")
@@ -1051,17 +1117,20 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     import conv
 
     # ---- validate everything before the long work starts
+    if sys.stdout is None:  # started with stdout closed (`>&-`)
+        raise UsageError("stdout is closed: the tables would go nowhere")
     shapes = [parse_shape(s) for s in args.shape] if args.shape else None
     if args.plot:
-        if not _matplotlib_available():
-            raise UsageError('--plot needs matplotlib: pip install "conv2d-cpu[plot]"')
-        parent = os.path.dirname(os.path.abspath(args.plot))
-        if not os.path.isdir(parent):
-            raise UsageError(f"--plot {args.plot!r}: directory {parent!r} does not exist")
-    if args.methods:
+        _check_plot_path(args.plot)
+    if args.methods is not None:
         methods = resolve_methods(args.methods)
     else:
         methods = usable_methods(with_python=not args.suite)
+    from ._frontend import available_cpus
+
+    if args.threads is not None and args.threads > available_cpus():
+        raise UsageError(f"--threads {args.threads}: this process may run on "
+                         f"{available_cpus()} CPU(s); give at most that")
     threads = args.threads or conv.build_info()["default_threads"]
     repeat = args.repeat or (QUICK_REPEAT if args.quick else DEFAULT_REPEAT)
     dtype = args.dtype or ("both" if args.suite else "float32")
@@ -1070,6 +1139,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     if shapes is None:
         names = SUITE_SHAPES if args.suite else (ARTICLE_SHAPE,)
         shapes = [(nm, *NAMED_SHAPES[nm]) for nm in names]
+    _check_memory(shapes, dtypes)
     cases = []
     for name, xs, ws in shapes:
         note = ""

@@ -268,6 +268,15 @@ BAD = [
     ["--dtype", "float16"],
     ["--no-such-option"],
     ["--plot", "/no/such/directory/x.png"],
+    ["--plot", "/"],                      # a directory (matplotlib would write "/.png")
+    ["--plot", "chart.xyz"],              # not an image format
+    ["--plot", "chart"],                  # no format at all
+    ["--plot", "/proc/chart.png"],        # a directory that takes no files
+    ["--plot", "/dev/full"],              # not a regular file
+    ["--threads", "99999999999999999999"],
+    ["--shape", "100000,1000,1000,1000:3,3,16"],  # terabytes
+    ["--methods", ""],
+    ["--methods", " , "],
 ]
 
 
@@ -279,6 +288,42 @@ def test_bad_options_in_process(capsys, argv):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("conv: error:"), err
     assert "Traceback" not in err
+
+
+def test_bad_options_are_refused_before_any_work(capsys, monkeypatch):
+    """Refusals come before the first measurement: nothing is timed or computed."""
+    monkeypatch.setattr(ex, "run_case", lambda *a, **k: pytest.fail("a case ran"))
+    monkeypatch.setattr(ex.Peak, "measure", lambda *a, **k: pytest.fail("peak measured"))
+    for argv in (["--plot", "chart.xyz"], ["--threads", "99999999999999999999"],
+                 ["--shape", "100000,1000,1000,1000:3,3,16"], ["--methods", ""]):
+        rc, out, err = run(capsys, TINY[:1] + argv)
+        assert rc == 2 and out == "", (argv, err)
+
+
+def test_memory_refusal_gives_the_size(capsys):
+    rc, out, err = run(capsys, ["--shape", "100000,1000,1000,1000:3,3,16"])
+    assert rc == 2
+    assert " GB " in err and "available" in err and "--shape" in err
+
+
+def test_plot_path_refusals_leave_no_file(capsys, tmp_path):
+    if not HAS_MPL:
+        pytest.skip("matplotlib is not installed: --plot is refused for that first")
+    rc, out, err = run(capsys, TINY + ["--plot", str(tmp_path)])
+    assert rc == 2 and "is a directory" in err
+    rc, out, err = run(capsys, TINY + ["--plot", str(tmp_path / "x.xyz")])
+    assert rc == 2 and "unknown image format" in err and ".png" in err
+    assert list(tmp_path.iterdir()) == []  # the writability probe removed its file
+
+
+@pytest.mark.skipif(os.name != "posix", reason="closes file descriptor 1 in the child")
+def test_closed_stdout_is_one_line_exit_2():
+    p = subprocess.run([sys.executable, "-m", "conv", "--quick"], stdout=None,
+                       stderr=subprocess.PIPE, text=True, timeout=120,
+                       preexec_fn=lambda: os.close(1), cwd=tempfile.gettempdir())
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert lines == [lines[0]] and "stdout is closed" in lines[0], p.stderr
 
 
 def subprocess_conv(*args, timeout=120):
