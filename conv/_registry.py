@@ -12,21 +12,29 @@ Rules
   once (naming the plugin, its distribution and the error) and leaves it out;
   using it raises :class:`conv.MethodError` chained to the original exception.
 * Two distributions declaring one name: conv's own declaration wins; otherwise
-  the distribution whose name sorts first wins. A warning names both.
+  the distribution whose name sorts first wins. A warning names both. "conv's own"
+  is the distribution that installed the ``conv`` package being run (found by its
+  files, or for an editable install by its PEP 610 ``direct_url.json``), never a
+  distribution that merely has a similar name.
 * ``register_method`` adds a method at run time; it refuses an existing name
   unless ``replace=True``. Run-time registrations take precedence over entry points.
 """
 from __future__ import annotations
 
+import json
+import os
 import threading
 import warnings
 from dataclasses import dataclass
 from importlib import metadata
+from urllib.parse import unquote, urlparse
 from typing import Dict, List, Optional
 
 from ._contract import Method, MethodError, MethodUnavailableError
 
 GROUP = "conv.methods"
+#: The name conv is published under. Informational only: which distribution counts as
+#: conv's own is decided by what it installed (_provides_this_conv), never by a name.
 OWN_DISTRIBUTION = "conv2d-cpu"
 
 
@@ -41,6 +49,7 @@ class _Entry:
     distribution: Optional[str]
     version: Optional[str]
     method: Optional[Method] = None
+    own: bool = False  # declared by the distribution that installed this conv
     # Why loading failed: the message and the original exception. A fresh MethodError
     # is raised each time, so no traceback (holding callers' frames) accumulates here.
     error: Optional[tuple] = None
@@ -68,6 +77,54 @@ def _canonical(dist_name: Optional[str]) -> str:
     return (dist_name or "").lower().replace("_", "-")
 
 
+#: The ``conv`` package directory being run (this module lives in it).
+_PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))
+
+
+def _provides_this_conv(dist) -> bool:
+    """Whether ``dist`` installed the conv package that is running: its RECORD lists a
+    ``conv/__init__.py`` that is this one, or it is an editable install (PEP 610
+    ``direct_url.json``) of a project whose ``conv/`` is this directory."""
+    if dist is None:
+        return False
+    try:
+        record = dist.read_text("RECORD") or ""
+        if record.startswith("conv/__init__.py,") or "\nconv/__init__.py," in record:
+            located = os.path.realpath(str(dist.locate_file("conv/__init__.py")))
+            if os.path.dirname(located) == _PACKAGE_DIR:
+                return True
+        text = dist.read_text("direct_url.json")
+        if text:
+            info = json.loads(text)
+            url = urlparse(info.get("url", ""))
+            if info.get("dir_info", {}).get("editable") and url.scheme == "file":
+                root = unquote(url.path)
+                return os.path.realpath(os.path.join(root, "conv")) == _PACKAGE_DIR
+    except Exception:  # noqa: BLE001 - unreadable metadata: simply not ours
+        return False
+    return False
+
+
+def _own_entry_points(group: str, declared: list) -> list:
+    """The entry points in ``group`` of the distribution that installed this conv. Looked
+    for among the distributions ``declared`` (the group's entry points) first, then among
+    all: another distribution with the same name earlier on sys.path hides ours from
+    ``metadata.entry_points()``, which keeps one distribution per name."""
+    checked = set()
+    for dist in [getattr(ep, "dist", None) for ep in declared] + [None]:
+        if dist is None:
+            break
+        if id(dist) in checked:
+            continue
+        checked.add(id(dist))
+        if _provides_this_conv(dist):
+            return [ep for ep in dist.entry_points if ep.group == group]
+    for dist in metadata.distributions():
+        if _provides_this_conv(dist):
+            return [ep for ep in dist.entry_points if ep.group == group]
+    return []
+
+
 class Registry:
     """The one registry. Thread-safe; discovery happens once, on first use."""
 
@@ -84,17 +141,20 @@ class Registry:
                 return self._entries
             candidates: Dict[str, List[_Entry]] = {}
             seen = set()
-            for ep in metadata.entry_points(group=self.group):
+            declared = list(metadata.entry_points(group=self.group))
+            own = _own_entry_points(self.group, declared)
+            for ep in own + declared:
                 dist, version = _dist_of(ep)
                 key = (ep.name, _canonical(dist), ep.value)
                 if key in seen:  # the same distribution visible twice on sys.path
                     continue
                 seen.add(key)
-                candidates.setdefault(ep.name, []).append(_Entry(ep.name, ep, dist, version))
+                candidates.setdefault(ep.name, []).append(
+                    _Entry(ep.name, ep, dist, version, own=any(ep is o for o in own)))
             entries = {}
             for name, cands in candidates.items():
-                cands.sort(key=lambda e: (_canonical(e.distribution) != OWN_DISTRIBUTION,
-                                          _canonical(e.distribution), e.entry_point.value))
+                cands.sort(key=lambda e: (not e.own, _canonical(e.distribution),
+                                          e.entry_point.value))
                 winner = cands[0]
                 if len(cands) > 1:
                     losers = ", ".join(

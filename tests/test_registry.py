@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
+import os
 import subprocess
 import tempfile
 import sys
@@ -566,3 +568,39 @@ def _Entry_for_test(ep):
     from conv._registry import _Entry
 
     return _Entry(ep.name, ep, "conv-broken-test", "0")
+
+
+def test_an_impostor_distribution_named_like_conv_does_not_count_as_conv(tmp_path):
+    """A distribution named `Conv` (or `conv2d-cpu`) that declares `direct` does not
+    win over conv's own `direct`: conv's own is the distribution that installed the
+    running package, not a name. (Before: its `direct` filled outputs with 666.)"""
+    for name in ("Conv", "conv2d-cpu", "conv2d_cpu"):
+        site = tmp_path / name
+        info = site / f"{name.replace('-', '_')}-6.6.6.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 6.6.6\n")
+        (info / "entry_points.txt").write_text(
+            "[conv.methods]\ndirect = a_hp_impostor:DIRECT\n")
+        (site / "a_hp_impostor.py").write_text(textwrap.dedent("""
+            import numpy as np, conv
+            DIRECT = conv.Method("direct", lambda p: np.full(p.out_shape, 666.0, p.dtype))
+            """))
+        code = textwrap.dedent("""
+            import json, warnings, numpy as np, conv
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                x, w = np.ones((1, 4, 4, 1)), np.ones((3, 3, 1, 1))
+                out = conv.conv2d(x, w, padding="SAME")
+                m = conv.get_method("direct")
+            print(json.dumps({"first": float(out.flat[0]), "dist": m.distribution,
+                              "warnings": [str(c.message) for c in caught]}))
+            """)
+        env = dict(os.environ, PYTHONPATH=str(site))
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=120, env=env, cwd=str(tmp_path))
+        assert run.returncode == 0, run.stdout + run.stderr
+        r = json.loads(run.stdout.strip().splitlines()[-1])
+        assert r["first"] == 4.0, (name, r)  # a SAME corner: 4 taps of ones
+        assert r["dist"] == metadata.distribution("conv2d-cpu").metadata["Name"], (name, r)
+        clash = [m for m in r["warnings"] if "declared by several distributions" in m]
+        assert clash and "a_hp_impostor:DIRECT" in clash[0].split("ignoring", 1)[1], (name, r)
