@@ -178,31 +178,38 @@ class Registry:
         return merged
 
     def _load(self, entry: _Entry) -> Method:
-        """Import an entry point's module (once) and check its object."""
+        """Import an entry point's module (once) and check its object.
+
+        The import runs outside the registry's lock, so a slow plugin, or one whose import
+        asks the registry for another method (from this thread or one it starts and joins),
+        blocks nobody but its own first users. Two threads may import the same plugin at
+        once; Python's import lock makes that one import, and the first result recorded
+        is kept."""
         with self._lock:
             if entry.method is not None:
                 return entry.method
             if entry.error is not None:
                 raise entry.fail()
-            where = f"{entry.entry_point.value!r} from distribution {entry.distribution or '?'}"
-            try:
-                obj = entry.entry_point.load()
-            except (Exception, SystemExit) as exc:  # noqa: BLE001 - isolation is the point
-                raise entry.fail(
-                    f"conv method {entry.name!r} ({where}) failed to import: "
-                    f"{type(exc).__name__}: {exc}",
-                    exc,
-                )
+        where = f"{entry.entry_point.value!r} from distribution {entry.distribution or '?'}"
+        failure = None
+        try:
+            obj = entry.entry_point.load()
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - isolation is the point
+            failure = (f"conv method {entry.name!r} ({where}) failed to import: "
+                       f"{type(exc).__name__}: {exc}", exc)
+        else:
             if not isinstance(obj, Method):
-                raise entry.fail(
-                    f"conv method {entry.name!r} ({where}) is a {type(obj).__name__}, "
-                    f"not a conv.Method"
-                )
-            if obj.name != entry.name:
-                raise entry.fail(
-                    f"conv method {entry.name!r} ({where}) is a Method named {obj.name!r}; "
-                    f"the entry point's name and Method.name must agree"
-                )
+                failure = (f"conv method {entry.name!r} ({where}) is a {type(obj).__name__}, "
+                           f"not a conv.Method", None)
+            elif obj.name != entry.name:
+                failure = (f"conv method {entry.name!r} ({where}) is a Method named "
+                           f"{obj.name!r}; the entry point's name and Method.name must agree",
+                           None)
+        with self._lock:
+            if entry.method is not None:  # another thread finished first
+                return entry.method
+            if failure is not None:
+                raise entry.fail(*failure) if entry.error is None else entry.fail()
             entry.method = obj.with_origin(entry.distribution, entry.version)
             return entry.method
 

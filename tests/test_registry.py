@@ -604,3 +604,64 @@ def test_an_impostor_distribution_named_like_conv_does_not_count_as_conv(tmp_pat
         assert r["dist"] == metadata.distribution("conv2d-cpu").metadata["Name"], (name, r)
         clash = [m for m in r["warnings"] if "declared by several distributions" in m]
         assert clash and "a_hp_impostor:DIRECT" in clash[0].split("ignoring", 1)[1], (name, r)
+
+
+def test_a_slow_or_reentrant_plugin_import_blocks_nobody_else(tmp_path):
+    """Plugins are imported outside the registry lock: while one thread imports a plugin
+    that is stuck, another thread's conv2d(method="direct") completes; and a plugin whose
+    import starts a thread that asks the registry for a method, and joins it, loads
+    (it deadlocked for ever when the import held the lock)."""
+    site = tmp_path / "site"
+    info = site / "conv_lock_test-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: conv-lock-test\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[conv.methods]\nslow = slow_plugin:SLOW\nreentrant = reentrant_plugin:REENTRANT\n")
+    (site / "slow_plugin.py").write_text(textwrap.dedent("""
+        import builtins, numpy as np, conv
+        builtins._conv_test_entered.set()
+        builtins._conv_test_gate.wait(60)           # stuck until the test lets it go
+        SLOW = conv.Method("slow", lambda p: np.zeros(p.out_shape, p.dtype))
+        """))
+    (site / "reentrant_plugin.py").write_text(textwrap.dedent("""
+        import threading, numpy as np, conv
+        box = []
+        t = threading.Thread(target=lambda: box.append(conv.get_method("direct").name))
+        t.start()
+        t.join(30)
+        assert box == ["direct"], box
+        REENTRANT = conv.Method("reentrant", lambda p: np.zeros(p.out_shape, p.dtype))
+        """))
+    code = textwrap.dedent("""
+        import builtins, json, os, threading, numpy as np, conv
+        builtins._conv_test_entered = threading.Event()
+        builtins._conv_test_gate = threading.Event()
+        report = {}
+        lister = threading.Thread(target=lambda: conv.get_method("slow"), daemon=True)
+        lister.start()
+        report["entered"] = builtins._conv_test_entered.wait(30)
+        done = []
+        x, w = np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 2))
+        other = threading.Thread(
+            target=lambda: done.append(float(conv.conv2d(x, w, method="direct")[0, 0, 0, 0])),
+            daemon=True)
+        other.start()
+        other.join(30)                   # while the slow import is still stuck
+        report["other_done_while_stuck"] = done == [18.0]
+        builtins._conv_test_gate.set()
+        lister.join(30)
+        got = []
+        t = threading.Thread(target=lambda: got.append(conv.get_method("reentrant").name),
+                             daemon=True)
+        t.start()
+        t.join(60)
+        report["reentrant"] = got
+        print(json.dumps(report), flush=True)
+        os._exit(0)                      # a deadlocked daemon thread must not keep us alive
+        """)
+    env = dict(os.environ, PYTHONPATH=str(site))
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=240, env=env, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stdout + run.stderr
+    r = json.loads(run.stdout.strip().splitlines()[-1])
+    assert r == {"entered": True, "other_done_while_stuck": True, "reentrant": ["reentrant"]}, r
