@@ -151,7 +151,7 @@ class Registry:
                 seen.add(key)
                 candidates.setdefault(ep.name, []).append(
                     _Entry(ep.name, ep, dist, version, own=any(ep is o for o in own)))
-            entries = {}
+            entries, clashes = {}, []
             for name, cands in candidates.items():
                 cands.sort(key=lambda e: (not e.own, _canonical(e.distribution),
                                           e.entry_point.value))
@@ -160,17 +160,18 @@ class Registry:
                     losers = ", ".join(
                         f"{e.distribution} ({e.entry_point.value})" for e in cands[1:]
                     )
-                    warnings.warn(
+                    clashes.append(
                         f"conv method {name!r} is declared by several distributions; using "
                         f"{winner.distribution} ({winner.entry_point.value}) and ignoring "
                         f"{losers}. conv's own methods win, then distribution names in "
-                        f"alphabetical order.",
-                        PluginWarning,
-                        stacklevel=4,
-                    )
+                        f"alphabetical order.")
                 entries[name] = winner
+            # cached before any warning: under `-W error` a warning raises, once, and the
+            # next call finds discovery done instead of failing again
             self._entries = entries
-            return entries
+        for message in clashes:
+            warnings.warn(message, PluginWarning, stacklevel=4)
+        return entries
 
     def _all(self) -> Dict[str, _Entry]:
         merged = dict(self._discover())

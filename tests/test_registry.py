@@ -665,3 +665,34 @@ def test_a_slow_or_reentrant_plugin_import_blocks_nobody_else(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     r = json.loads(run.stdout.strip().splitlines()[-1])
     assert r == {"entered": True, "other_done_while_stuck": True, "reentrant": ["reentrant"]}, r
+
+
+def test_warnings_as_errors_fail_one_call_at_most(tmp_path):
+    """With PluginWarning turned into an error (`python -W error`), a duplicate name makes
+    at most the first call raise: discovery is cached before the warning is issued, so
+    every later conv2d, of any method, works (before, every call raised)."""
+    site = tmp_path / "site"
+    info = site / "conv_dup_test-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: conv-dup-test\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[conv.methods]\nnumpy = dup_plugin:NUMPY\n")
+    (site / "dup_plugin.py").write_text("raise RuntimeError('never imported: it loses')\n")
+    code = textwrap.dedent("""
+        import json, warnings, numpy as np, conv
+        warnings.simplefilter("error", conv.PluginWarning)
+        x, w = np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 2))
+        outcomes = []
+        for method in ("direct", "direct", "numpy", "matmul", "direct"):
+            try:
+                outcomes.append(float(conv.conv2d(x, w, method=method)[0, 0, 0, 0]))
+            except conv.PluginWarning as exc:
+                outcomes.append("warning: " + str(exc)[:60])
+        print(json.dumps(outcomes))
+        """)
+    env = dict(os.environ, PYTHONPATH=str(site))
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=env, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stdout + run.stderr
+    outcomes = json.loads(run.stdout.strip().splitlines()[-1])
+    assert outcomes[1:] == [18.0] * 4, outcomes
+    assert outcomes[0] == 18.0 or "declared by several distributions" in outcomes[0], outcomes
