@@ -6,6 +6,7 @@ and stable.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Tuple
@@ -140,4 +141,10 @@ class Method:
         return not self.missing_requirements()
 
     def with_origin(self, distribution: Optional[str], version: Optional[str]) -> "Method":
-        return dataclasses.replace(self, distribution=distribution, version=version)
+        """A copy stamped with the distribution and version that provide it. The copy is
+        made without calling the constructor, so a subclass with a constructor of its own
+        keeps working."""
+        new = copy.copy(self)
+        object.__setattr__(new, "distribution", distribution)
+        object.__setattr__(new, "version", version)
+        return new

@@ -21,8 +21,10 @@ Rules
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -42,6 +44,31 @@ class PluginWarning(UserWarning):
     """A conv.methods plugin could not be loaded, or two plugins claim one name."""
 
 
+class _StillImporting(MethodError):
+    """A plugin asked for itself while its own import was running (not a failure)."""
+
+
+def _invalid(obj, name: str, where: str):
+    """None when ``obj`` is a usable Method named ``name``, else (message, cause). Checks
+    the real type (not a ``__class__`` that claims to be Method) and every field the way
+    Method's constructor does (an object made with ``object.__new__`` has none)."""
+    if not issubclass(type(obj), Method):
+        return (f"conv method {name!r} ({where}) is a {type(obj).__name__}, not a "
+                f"conv.Method", None)
+    try:
+        fields = {f.name: object.__getattribute__(obj, f.name)
+                  for f in dataclasses.fields(Method) if f.name not in ("distribution",
+                                                                        "version")}
+        Method(**fields)  # the constructor's checks: name (not "auto"), kernel, dtypes
+    except Exception as exc:  # noqa: BLE001
+        return (f"conv method {name!r} ({where}) is not a valid conv.Method: "
+                f"{type(exc).__name__}: {exc}", exc)
+    if fields["name"] != name:
+        return (f"conv method {name!r} ({where}) is a Method named {fields['name']!r}; "
+                f"the entry point's name and Method.name must agree", None)
+    return None
+
+
 @dataclass
 class _Entry:
     name: str
@@ -50,6 +77,8 @@ class _Entry:
     version: Optional[str]
     method: Optional[Method] = None
     own: bool = False  # declared by the distribution that installed this conv
+    importing: Optional[int] = None  # the thread importing it right now
+    interrupted: bool = False  # a KeyboardInterrupt already came out of its import once
     # Why loading failed: the message and the original exception. A fresh MethodError
     # is raised each time, so no traceback (holding callers' frames) accumulates here.
     error: Optional[tuple] = None
@@ -105,6 +134,28 @@ def _provides_this_conv(dist) -> bool:
     return False
 
 
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name or "").lower()
+
+
+def _declared_entry_points(group: str):
+    """(the entry points in ``group``, one distribution per name as ``entry_points()``
+    keeps them, and [(distribution, error)] for distributions whose metadata could not be
+    read): a malformed ``entry_points.txt`` anywhere loses only that distribution."""
+    eps, names, unreadable = [], set(), []
+    for dist in metadata.distributions():
+        try:
+            name = _normalized(dist.metadata["Name"])
+            if name in names:
+                continue
+            names.add(name)
+            eps.extend(ep for ep in dist.entry_points if ep.group == group)
+        except Exception as exc:  # noqa: BLE001 - foreign metadata: isolate it
+            where = getattr(dist, "_path", None) or "?"
+            unreadable.append((f"{where}", exc))
+    return eps, unreadable
+
+
 def _own_entry_points(group: str, declared: list) -> list:
     """The entry points in ``group`` of the distribution that installed this conv. Looked
     for among the distributions ``declared`` (the group's entry points) first, then among
@@ -120,8 +171,11 @@ def _own_entry_points(group: str, declared: list) -> list:
         if _provides_this_conv(dist):
             return [ep for ep in dist.entry_points if ep.group == group]
     for dist in metadata.distributions():
-        if _provides_this_conv(dist):
-            return [ep for ep in dist.entry_points if ep.group == group]
+        try:
+            if _provides_this_conv(dist):
+                return [ep for ep in dist.entry_points if ep.group == group]
+        except Exception:  # noqa: BLE001 - unreadable metadata: not ours
+            continue
     return []
 
 
@@ -141,7 +195,7 @@ class Registry:
                 return self._entries
             candidates: Dict[str, List[_Entry]] = {}
             seen = set()
-            declared = list(metadata.entry_points(group=self.group))
+            declared, unreadable = _declared_entry_points(self.group)
             own = _own_entry_points(self.group, declared)
             for ep in own + declared:
                 dist, version = _dist_of(ep)
@@ -169,6 +223,10 @@ class Registry:
             # cached before any warning: under `-W error` a warning raises, once, and the
             # next call finds discovery done instead of failing again
             self._entries = entries
+        for where, exc in unreadable:
+            clashes.append(f"could not read the entry points of the distribution at {where} "
+                           f"({type(exc).__name__}: {exc}); any conv method it declares is "
+                           f"left out")
         for message in clashes:
             warnings.warn(message, PluginWarning, stacklevel=4)
         return entries
@@ -191,22 +249,33 @@ class Registry:
                 return entry.method
             if entry.error is not None:
                 raise entry.fail()
+            if entry.importing == threading.get_ident():
+                # the plugin's own import asked for it (e.g. through list_methods()):
+                # not a failure, just not ready yet
+                raise _StillImporting(f"conv method {entry.name!r} is still being imported")
+            outer = entry.importing is None
+            if outer:
+                entry.importing = threading.get_ident()
         where = f"{entry.entry_point.value!r} from distribution {entry.distribution or '?'}"
         failure = None
         try:
             obj = entry.entry_point.load()
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - isolation is the point
+        except KeyboardInterrupt as exc:
+            with self._lock:
+                entry.importing = None
+                if not entry.interrupted:  # a real Ctrl-C, most likely: let it interrupt
+                    entry.interrupted = True
+                    raise
+            failure = (f"conv method {entry.name!r} ({where}) raised KeyboardInterrupt at "
+                       f"import twice", exc)
+        except BaseException as exc:  # noqa: BLE001 - isolation is the point
             failure = (f"conv method {entry.name!r} ({where}) failed to import: "
                        f"{type(exc).__name__}: {exc}", exc)
         else:
-            if not isinstance(obj, Method):
-                failure = (f"conv method {entry.name!r} ({where}) is a {type(obj).__name__}, "
-                           f"not a conv.Method", None)
-            elif obj.name != entry.name:
-                failure = (f"conv method {entry.name!r} ({where}) is a Method named "
-                           f"{obj.name!r}; the entry point's name and Method.name must agree",
-                           None)
+            failure = _invalid(obj, entry.name, where)
         with self._lock:
+            if outer:
+                entry.importing = None
             if entry.method is not None:  # another thread finished first
                 return entry.method
             if failure is not None:
@@ -217,6 +286,8 @@ class Registry:
     def _try_load(self, entry: _Entry) -> Optional[Method]:
         try:
             return self._load(entry)
+        except _StillImporting:
+            return None
         except MethodError as exc:
             if not entry.warned:
                 entry.warned = True
@@ -233,9 +304,21 @@ class Registry:
         usable = []
         for name, entry in sorted(self._all().items()):
             method = self._try_load(entry)
-            if method is not None and method.is_available():
+            if method is not None and self._available(entry, method):
                 usable.append(name)
         return usable
+
+    def _available(self, entry: _Entry, method: Method) -> bool:
+        """method.is_available(), where an exception means no (warned once)."""
+        try:
+            return bool(method.is_available())
+        except Exception as exc:  # noqa: BLE001 - a plugin's own override
+            if not entry.warned:
+                entry.warned = True
+                warnings.warn(f"conv method {entry.name!r}: is_available() raised "
+                              f"{type(exc).__name__}: {exc}; left out", PluginWarning,
+                              stacklevel=4)
+            return False
 
     def get_method(self, name: str) -> Method:
         """The Method called ``name`` (loaded, possibly unavailable here)."""

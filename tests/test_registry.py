@@ -696,3 +696,104 @@ def test_warnings_as_errors_fail_one_call_at_most(tmp_path):
     outcomes = json.loads(run.stdout.strip().splitlines()[-1])
     assert outcomes[1:] == [18.0] * 4, outcomes
     assert outcomes[0] == 18.0 or "declared by several distributions" in outcomes[0], outcomes
+
+
+def test_whatever_a_plugin_does_only_that_plugin_is_lost(tmp_path):
+    """Each of these broke list_methods(), build_info(), get_method() and conv2d of every
+    method (some on every call). Now each loses only its own method, with one
+    PluginWarning naming it, and a Method subclass with a constructor of its own works."""
+    site = tmp_path / "site"
+    info = site / "conv_hostile-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: conv-hostile\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(textwrap.dedent("""
+        [conv.methods]
+        baseexc = hostile_baseexc:M
+        sysexit = hostile_sysexit:M
+        ctor = hostile_ctor:M
+        avail = hostile_avail:M
+        bare = hostile_bare:M
+        claims = hostile_claims:M
+        selfish = hostile_selfish:M
+        """))
+    mods = {
+        "hostile_baseexc": "class Boom(BaseException): pass\nraise Boom('custom')\n",
+        "hostile_sysexit": "raise SystemExit(3)\n",
+        "hostile_ctor": textwrap.dedent("""
+            import numpy as np, conv
+            class MyMethod(conv.Method):
+                def __init__(self, k):
+                    super().__init__(name="ctor", kernel=k)
+            M = MyMethod(lambda p: np.zeros(p.out_shape, p.dtype))
+            """),
+        "hostile_avail": textwrap.dedent("""
+            import numpy as np, conv
+            class Flaky(conv.Method):
+                def is_available(self):
+                    raise RuntimeError("cannot tell")
+            M = Flaky("avail", lambda p: np.zeros(p.out_shape, p.dtype))
+            """),
+        "hostile_bare": "import conv\nM = object.__new__(conv.Method)\n",
+        "hostile_claims": textwrap.dedent("""
+            import conv
+            class Liar:
+                @property
+                def __class__(self):
+                    return conv.Method
+                name = "claims"
+            M = Liar()
+            """),
+        "hostile_selfish": textwrap.dedent("""
+            import numpy as np, conv
+            LISTED_DURING_IMPORT = conv.list_methods()
+            M = conv.Method("selfish", lambda p: np.zeros(p.out_shape, p.dtype))
+            """),
+    }
+    for mod, src in mods.items():
+        (site / f"{mod}.py").write_text(src)
+    # an unrelated distribution with a malformed entry_points.txt
+    other = site / "unrelated-1.0.dist-info"
+    other.mkdir()
+    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: unrelated\nVersion: 1.0\n")
+    (other / "entry_points.txt").write_text("[console_scripts]\nno-equals-sign-here\n")
+    code = textwrap.dedent("""
+        import json, warnings, numpy as np, conv
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            listed = conv.list_methods()
+            again = conv.list_methods()
+            info = conv.build_info()
+            x, w = np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 2))
+            direct = float(conv.conv2d(x, w, method="direct")[0, 0, 0, 0])
+            ctor = conv.get_method("ctor").distribution
+            errors = {}
+            for name in ("baseexc", "sysexit", "bare", "claims", "typo"):
+                try:
+                    conv.conv2d(x, w, method=name)
+                    errors[name] = "no error"
+                except (conv.MethodError, ValueError) as exc:
+                    errors[name] = type(exc).__name__
+        import hostile_selfish
+        print(json.dumps({"listed": listed, "again": again, "methods": info["methods"],
+                          "direct": direct, "ctor": ctor, "errors": errors,
+                          "during": hostile_selfish.LISTED_DURING_IMPORT,
+                          "warnings": [str(c.message) for c in caught
+                                       if issubclass(c.category, conv.PluginWarning)]}))
+        """)
+    env = dict(os.environ, PYTHONPATH=str(site))
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env=env, cwd=str(tmp_path))
+    assert run.returncode == 0, run.stdout + run.stderr
+    r = json.loads(run.stdout.strip().splitlines()[-1])
+    assert r["direct"] == 18.0
+    assert r["listed"] == r["again"] == r["methods"]
+    assert "ctor" in r["listed"] and "selfish" in r["listed"] and "direct" in r["listed"]
+    for gone in ("baseexc", "sysexit", "avail", "bare", "claims"):
+        assert gone not in r["listed"], gone
+        assert sum(f"'{gone}'" in m for m in r["warnings"]) == 1, (gone, r["warnings"])
+    assert r["ctor"] == "conv-hostile"
+    assert r["errors"] == {"baseexc": "MethodError", "sysexit": "MethodError",
+                           "bare": "MethodError", "claims": "MethodError", "typo": "ValueError"}
+    assert "selfish" not in r["during"] and "direct" in r["during"]
+    assert not any("'selfish'" in m for m in r["warnings"]), r["warnings"]
+    assert sum("could not read the entry points" in m for m in r["warnings"]) == 1
