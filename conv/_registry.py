@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import threading
 import warnings
 from dataclasses import dataclass
@@ -42,6 +43,41 @@ OWN_DISTRIBUTION = "conv2d-cpu"
 
 class PluginWarning(UserWarning):
     """A conv.methods plugin could not be loaded, or two plugins claim one name."""
+
+
+class _RealCtrlC(BaseException):
+    """The user pressed Ctrl-C while a plugin was being imported."""
+
+
+def _import_watching_ctrl_c(load):
+    """load(), telling a real Ctrl-C (SIGINT delivered during the import: _RealCtrlC)
+    from a KeyboardInterrupt the plugin raises itself (which is its failure). Signals are
+    handled in the main thread only, so elsewhere every KeyboardInterrupt is the plugin's."""
+    if threading.current_thread() is not threading.main_thread():
+        return load()
+    seen = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        seen.append(signum)
+        if callable(previous):
+            return previous(signum, frame)
+        if previous == signal.SIG_IGN:
+            return None
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except (ValueError, OSError, TypeError):  # not allowed here: no way to tell
+        return load()
+    try:
+        return load()
+    except KeyboardInterrupt:
+        if seen:
+            raise _RealCtrlC() from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _StillImporting(MethodError):
@@ -78,7 +114,6 @@ class _Entry:
     method: Optional[Method] = None
     own: bool = False  # declared by the distribution that installed this conv
     importing: Optional[int] = None  # the thread importing it right now
-    interrupted: bool = False  # a KeyboardInterrupt already came out of its import once
     # Why loading failed: the message and the original exception. A fresh MethodError
     # is raised each time, so no traceback (holding callers' frames) accumulates here.
     error: Optional[tuple] = None
@@ -259,15 +294,11 @@ class Registry:
         where = f"{entry.entry_point.value!r} from distribution {entry.distribution or '?'}"
         failure = None
         try:
-            obj = entry.entry_point.load()
-        except KeyboardInterrupt as exc:
+            obj = _import_watching_ctrl_c(entry.entry_point.load)
+        except _RealCtrlC:
             with self._lock:
                 entry.importing = None
-                if not entry.interrupted:  # a real Ctrl-C, most likely: let it interrupt
-                    entry.interrupted = True
-                    raise
-            failure = (f"conv method {entry.name!r} ({where}) raised KeyboardInterrupt at "
-                       f"import twice", exc)
+            raise KeyboardInterrupt from None  # the user's: it interrupts, nothing recorded
         except BaseException as exc:  # noqa: BLE001 - isolation is the point
             failure = (f"conv method {entry.name!r} ({where}) failed to import: "
                        f"{type(exc).__name__}: {exc}", exc)

@@ -570,21 +570,40 @@ def _Entry_for_test(ep):
     return _Entry(ep.name, ep, "conv-broken-test", "0")
 
 
+def _fake_distribution(site, name, entry_points, modules=None):
+    """A distribution on a fake site directory: `name`'s dist-info with these
+    `entry_points.txt` lines, and top-level modules {name: source}. Returns `site`."""
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    for mod, src in (modules or {}).items():
+        (site / f"{mod}.py").write_text(textwrap.dedent(src))
+    return site
+
+
+def _run_with_site(site, code, cwd):
+    """Run `code` in a fresh interpreter with `site` on sys.path; its last stdout line,
+    parsed as JSON."""
+    env = dict(os.environ, PYTHONPATH=str(site))
+    env.pop("SLOWPOKE_DONE", None)
+    run = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, timeout=240, env=env, cwd=str(cwd))
+    assert run.returncode == 0, run.stdout + run.stderr
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def test_an_impostor_distribution_named_like_conv_does_not_count_as_conv(tmp_path):
     """A distribution named `Conv` (or `conv2d-cpu`) that declares `direct` does not
     win over conv's own `direct`: conv's own is the distribution that installed the
     running package, not a name. (Before: its `direct` filled outputs with 666.)"""
     for name in ("Conv", "conv2d-cpu", "conv2d_cpu"):
-        site = tmp_path / name
-        info = site / f"{name.replace('-', '_')}-6.6.6.dist-info"
-        info.mkdir(parents=True)
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 6.6.6\n")
-        (info / "entry_points.txt").write_text(
-            "[conv.methods]\ndirect = a_hp_impostor:DIRECT\n")
-        (site / "a_hp_impostor.py").write_text(textwrap.dedent("""
+        site = _fake_distribution(tmp_path / name, name,
+                                  "[conv.methods]\ndirect = a_hp_impostor:DIRECT\n",
+                                  {"a_hp_impostor": """
             import numpy as np, conv
             DIRECT = conv.Method("direct", lambda p: np.full(p.out_shape, 666.0, p.dtype))
-            """))
+            """})
         code = textwrap.dedent("""
             import json, warnings, numpy as np, conv
             with warnings.catch_warnings(record=True) as caught:
@@ -595,11 +614,7 @@ def test_an_impostor_distribution_named_like_conv_does_not_count_as_conv(tmp_pat
             print(json.dumps({"first": float(out.flat[0]), "dist": m.distribution,
                               "warnings": [str(c.message) for c in caught]}))
             """)
-        env = dict(os.environ, PYTHONPATH=str(site))
-        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=120, env=env, cwd=str(tmp_path))
-        assert run.returncode == 0, run.stdout + run.stderr
-        r = json.loads(run.stdout.strip().splitlines()[-1])
+        r = _run_with_site(site, code, tmp_path)
         assert r["first"] == 4.0, (name, r)  # a SAME corner: 4 taps of ones
         assert r["dist"] == metadata.distribution("conv2d-cpu").metadata["Name"], (name, r)
         clash = [m for m in r["warnings"] if "declared by several distributions" in m]
@@ -611,27 +626,24 @@ def test_a_slow_or_reentrant_plugin_import_blocks_nobody_else(tmp_path):
     that is stuck, another thread's conv2d(method="direct") completes; and a plugin whose
     import starts a thread that asks the registry for a method, and joins it, loads
     (it deadlocked for ever when the import held the lock)."""
-    site = tmp_path / "site"
-    info = site / "conv_lock_test-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: conv-lock-test\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[conv.methods]\nslow = slow_plugin:SLOW\nreentrant = reentrant_plugin:REENTRANT\n")
-    (site / "slow_plugin.py").write_text(textwrap.dedent("""
-        import builtins, numpy as np, conv
-        builtins._conv_test_entered.set()
-        builtins._conv_test_gate.wait(60)           # stuck until the test lets it go
-        SLOW = conv.Method("slow", lambda p: np.zeros(p.out_shape, p.dtype))
-        """))
-    (site / "reentrant_plugin.py").write_text(textwrap.dedent("""
-        import threading, numpy as np, conv
-        box = []
-        t = threading.Thread(target=lambda: box.append(conv.get_method("direct").name))
-        t.start()
-        t.join(30)
-        assert box == ["direct"], box
-        REENTRANT = conv.Method("reentrant", lambda p: np.zeros(p.out_shape, p.dtype))
-        """))
+    site = _fake_distribution(
+        tmp_path / "site", "conv-lock-test",
+        "[conv.methods]\nslow = slow_plugin:SLOW\nreentrant = reentrant_plugin:REENTRANT\n",
+        {"slow_plugin": """
+            import builtins, numpy as np, conv
+            builtins._conv_test_entered.set()
+            builtins._conv_test_gate.wait(60)           # stuck until the test lets it go
+            SLOW = conv.Method("slow", lambda p: np.zeros(p.out_shape, p.dtype))
+            """,
+         "reentrant_plugin": """
+            import threading, numpy as np, conv
+            box = []
+            t = threading.Thread(target=lambda: box.append(conv.get_method("direct").name))
+            t.start()
+            t.join(30)
+            assert box == ["direct"], box
+            REENTRANT = conv.Method("reentrant", lambda p: np.zeros(p.out_shape, p.dtype))
+            """})
     code = textwrap.dedent("""
         import builtins, json, os, threading, numpy as np, conv
         builtins._conv_test_entered = threading.Event()
@@ -659,11 +671,7 @@ def test_a_slow_or_reentrant_plugin_import_blocks_nobody_else(tmp_path):
         print(json.dumps(report), flush=True)
         os._exit(0)                      # a deadlocked daemon thread must not keep us alive
         """)
-    env = dict(os.environ, PYTHONPATH=str(site))
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=240, env=env, cwd=str(tmp_path))
-    assert run.returncode == 0, run.stdout + run.stderr
-    r = json.loads(run.stdout.strip().splitlines()[-1])
+    r = _run_with_site(site, code, tmp_path)
     assert r == {"entered": True, "other_done_while_stuck": True, "reentrant": ["reentrant"]}, r
 
 
@@ -671,12 +679,9 @@ def test_warnings_as_errors_fail_one_call_at_most(tmp_path):
     """With PluginWarning turned into an error (`python -W error`), a duplicate name makes
     at most the first call raise: discovery is cached before the warning is issued, so
     every later conv2d, of any method, works (before, every call raised)."""
-    site = tmp_path / "site"
-    info = site / "conv_dup_test-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: conv-dup-test\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[conv.methods]\nnumpy = dup_plugin:NUMPY\n")
-    (site / "dup_plugin.py").write_text("raise RuntimeError('never imported: it loses')\n")
+    site = _fake_distribution(tmp_path / "site", "conv-dup-test",
+                              "[conv.methods]\nnumpy = dup_plugin:NUMPY\n",
+                              {"dup_plugin": "raise RuntimeError('never imported: it loses')\n"})
     code = textwrap.dedent("""
         import json, warnings, numpy as np, conv
         warnings.simplefilter("error", conv.PluginWarning)
@@ -689,11 +694,7 @@ def test_warnings_as_errors_fail_one_call_at_most(tmp_path):
                 outcomes.append("warning: " + str(exc)[:60])
         print(json.dumps(outcomes))
         """)
-    env = dict(os.environ, PYTHONPATH=str(site))
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, env=env, cwd=str(tmp_path))
-    assert run.returncode == 0, run.stdout + run.stderr
-    outcomes = json.loads(run.stdout.strip().splitlines()[-1])
+    outcomes = _run_with_site(site, code, tmp_path)
     assert outcomes[1:] == [18.0] * 4, outcomes
     assert outcomes[0] == 18.0 or "declared by several distributions" in outcomes[0], outcomes
 
@@ -702,11 +703,7 @@ def test_whatever_a_plugin_does_only_that_plugin_is_lost(tmp_path):
     """Each of these broke list_methods(), build_info(), get_method() and conv2d of every
     method (some on every call). Now each loses only its own method, with one
     PluginWarning naming it, and a Method subclass with a constructor of its own works."""
-    site = tmp_path / "site"
-    info = site / "conv_hostile-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: conv-hostile\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(textwrap.dedent("""
+    entry_points = textwrap.dedent("""
         [conv.methods]
         baseexc = hostile_baseexc:M
         sysexit = hostile_sysexit:M
@@ -715,7 +712,7 @@ def test_whatever_a_plugin_does_only_that_plugin_is_lost(tmp_path):
         bare = hostile_bare:M
         claims = hostile_claims:M
         selfish = hostile_selfish:M
-        """))
+        """)
     mods = {
         "hostile_baseexc": "class Boom(BaseException): pass\nraise Boom('custom')\n",
         "hostile_sysexit": "raise SystemExit(3)\n",
@@ -749,13 +746,9 @@ def test_whatever_a_plugin_does_only_that_plugin_is_lost(tmp_path):
             M = conv.Method("selfish", lambda p: np.zeros(p.out_shape, p.dtype))
             """),
     }
-    for mod, src in mods.items():
-        (site / f"{mod}.py").write_text(src)
+    site = _fake_distribution(tmp_path / "site", "conv-hostile", entry_points, mods)
     # an unrelated distribution with a malformed entry_points.txt
-    other = site / "unrelated-1.0.dist-info"
-    other.mkdir()
-    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: unrelated\nVersion: 1.0\n")
-    (other / "entry_points.txt").write_text("[console_scripts]\nno-equals-sign-here\n")
+    _fake_distribution(site, "unrelated", "[console_scripts]\nno-equals-sign-here\n")
     code = textwrap.dedent("""
         import json, warnings, numpy as np, conv
         with warnings.catch_warnings(record=True) as caught:
@@ -780,11 +773,7 @@ def test_whatever_a_plugin_does_only_that_plugin_is_lost(tmp_path):
                           "warnings": [str(c.message) for c in caught
                                        if issubclass(c.category, conv.PluginWarning)]}))
         """)
-    env = dict(os.environ, PYTHONPATH=str(site))
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, env=env, cwd=str(tmp_path))
-    assert run.returncode == 0, run.stdout + run.stderr
-    r = json.loads(run.stdout.strip().splitlines()[-1])
+    r = _run_with_site(site, code, tmp_path)
     assert r["direct"] == 18.0
     assert r["listed"] == r["again"] == r["methods"]
     assert "ctor" in r["listed"] and "selfish" in r["listed"] and "direct" in r["listed"]
@@ -797,3 +786,51 @@ def test_whatever_a_plugin_does_only_that_plugin_is_lost(tmp_path):
     assert "selfish" not in r["during"] and "direct" in r["during"]
     assert not any("'selfish'" in m for m in r["warnings"]), r["warnings"]
     assert sum("could not read the entry points" in m for m in r["warnings"]) == 1
+
+
+def test_a_plugin_raising_keyboardinterrupt_is_its_failure_but_ctrl_c_interrupts(tmp_path):
+    """A plugin that raises KeyboardInterrupt at import is broken (recorded, warned once,
+    other methods work; before, every call re-raised it). A real Ctrl-C (SIGINT) during
+    a plugin's import interrupts the caller once and is not recorded against it."""
+    site = _fake_distribution(
+        tmp_path / "site", "conv-ki",
+        "[conv.methods]\nki = ki_plugin:M\nslowpoke = slowpoke_plugin:M\n",
+        {"ki_plugin": "raise KeyboardInterrupt\n",
+         "slowpoke_plugin": """
+            import os, signal, time, numpy as np, conv
+            if not os.environ.get("SLOWPOKE_DONE"):
+                os.environ["SLOWPOKE_DONE"] = "1"
+                os.kill(os.getpid(), signal.SIGINT)  # the user presses Ctrl-C mid-import
+                time.sleep(5)
+            M = conv.Method("slowpoke", lambda p: np.zeros(p.out_shape, p.dtype))
+            """})
+    code = textwrap.dedent("""
+        import json, warnings, numpy as np, conv
+        out = {}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                conv.get_method("slowpoke")
+                out["first"] = "no interrupt"
+            except KeyboardInterrupt:
+                out["first"] = "KeyboardInterrupt"
+            out["second"] = conv.get_method("slowpoke").name  # not recorded: works now
+            out["listed"] = conv.list_methods()
+            out["listed_again"] = conv.list_methods()
+            x, w = np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 2))
+            out["direct"] = float(conv.conv2d(x, w, method="direct")[0, 0, 0, 0])
+            try:
+                conv.get_method("ki")
+                out["ki"] = "no error"
+            except conv.MethodError as exc:
+                out["ki"] = str(exc)
+        out["warnings"] = [str(c.message) for c in caught
+                           if issubclass(c.category, conv.PluginWarning)]
+        print(json.dumps(out))
+        """)
+    r = _run_with_site(site, code, tmp_path)
+    assert r["first"] == "KeyboardInterrupt" and r["second"] == "slowpoke", r
+    assert "ki" not in r["listed"] and r["listed"] == r["listed_again"], r
+    assert "slowpoke" in r["listed"] and r["direct"] == 18.0, r
+    assert "KeyboardInterrupt" in r["ki"], r
+    assert sum("'ki'" in m for m in r["warnings"]) == 1, r["warnings"]
