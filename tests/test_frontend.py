@@ -351,6 +351,33 @@ def test_kernel_receives_contiguous_native_arrays(registered):
     assert p.padding == ((0, 0), (0, 0))
 
 
+@pytest.mark.parametrize("case", ["unpadded", "zero-padded", "dilation phases", "bands"])
+def test_no_array_a_kernel_receives_can_be_made_writeable(case, registered):
+    """What docs/plugins.md promises: every array a kernel gets, including the copies
+    conv makes (zero padding, dilation phases, bands for non-finite weights), refuses
+    flags.writeable = True (the padded copy used to accept it)."""
+    got = []
+
+    def kernel(p):
+        for a in (p.x, p.w):
+            with pytest.raises(ValueError):
+                a.flags.writeable = True
+            with pytest.raises(ValueError):
+                a[...] = 0
+        got.append(p.x.shape)
+        return np.zeros(p.out_shape, p.dtype)
+
+    registered(conv.Method("tamper", kernel, supports_dilation=case != "dilation phases"))
+    x, w = np.ones((1, 6, 6, 2)), np.ones((3, 3, 2, 2))
+    kwargs = {"unpadded": {}, "zero-padded": {"padding": 1},
+              "dilation phases": {"dilation": 2, "padding": "SAME"},
+              "bands": {"padding": 1}}[case]
+    if case == "bands":
+        w[0, 0, 0, 0] = np.inf  # non-finite weights: padding by banded sub-problems
+    conv.conv2d(x, w, method="tamper", **kwargs)
+    assert got and (x == 1).all()
+
+
 # ================================================================ padding and shapes
 def test_same_puts_the_odd_pad_bottom_right():
     x = np.arange(16, dtype=np.float64).reshape(1, 4, 4, 1)
