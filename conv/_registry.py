@@ -180,7 +180,9 @@ def _declared_entry_points(group: str):
     eps, names, unreadable = [], set(), []
     for dist in metadata.distributions():
         try:
-            name = _normalized(dist.metadata["Name"])
+            # the dist-info folder's name when importlib has it (no METADATA parsing)
+            name = _normalized(getattr(dist, "_normalized_name", None)
+                               or dist.metadata["Name"])
             if name in names:
                 continue
             names.add(name)
