@@ -22,6 +22,7 @@ Rules
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -138,7 +139,9 @@ def _dist_of(ep: metadata.EntryPoint):
 
 
 def _canonical(dist_name: Optional[str]) -> str:
-    return (dist_name or "").lower().replace("_", "-")
+    """A distribution name as the package index compares it (PEP 503): lowercase, every
+    run of "-", "_" and "." read as one "-"."""
+    return re.sub(r"[-_.]+", "-", dist_name or "").lower()
 
 
 #: The ``conv`` package directory being run (this module lives in it).
@@ -169,10 +172,6 @@ def _provides_this_conv(dist) -> bool:
     return False
 
 
-def _normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name or "").lower()
-
-
 def _declared_entry_points(group: str):
     """(the entry points in ``group``, one distribution per name as ``entry_points()``
     keeps them, and [(distribution, error)] for distributions whose metadata could not be
@@ -181,8 +180,8 @@ def _declared_entry_points(group: str):
     for dist in metadata.distributions():
         try:
             # the dist-info folder's name when importlib has it (no METADATA parsing)
-            name = _normalized(getattr(dist, "_normalized_name", None)
-                               or dist.metadata["Name"])
+            name = _canonical(getattr(dist, "_normalized_name", None)
+                              or dist.metadata["Name"])
             if name in names:
                 continue
             names.add(name)
@@ -198,21 +197,18 @@ def _own_entry_points(group: str, declared: list) -> list:
     for among the distributions ``declared`` (the group's entry points) first, then among
     all: another distribution with the same name earlier on sys.path hides ours from
     ``metadata.entry_points()``, which keeps one distribution per name."""
-    checked = set()
-    for dist in [getattr(ep, "dist", None) for ep in declared] + [None]:
-        if dist is None:
-            break
-        if id(dist) in checked:
+    checked = set()  # dist-info paths (ids of short-lived objects would be reused)
+    likely = (getattr(ep, "dist", None) for ep in declared)
+    for dist in itertools.chain(likely, metadata.distributions()):
+        key = str(getattr(dist, "_path", id(dist)))
+        if dist is None or key in checked:
             continue
-        checked.add(id(dist))
+        checked.add(key)
         if _provides_this_conv(dist):
-            return [ep for ep in dist.entry_points if ep.group == group]
-    for dist in metadata.distributions():
-        try:
-            if _provides_this_conv(dist):
+            try:
                 return [ep for ep in dist.entry_points if ep.group == group]
-        except Exception:  # noqa: BLE001 - unreadable metadata: not ours
-            continue
+            except Exception:  # noqa: BLE001 - unreadable: no own entry points to add
+                return []
     return []
 
 
