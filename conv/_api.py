@@ -5,7 +5,7 @@ import dataclasses
 
 import numpy as np
 
-from . import _auto
+from . import _auto, _geometry
 from ._contract import Method, MethodError, Problem
 from ._frontend import Normalized, kernel_array, normalize, zero_pad
 from ._registry import REGISTRY
@@ -47,13 +47,13 @@ def conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1, thread
         chosen = _auto.choose(norm, REGISTRY)
     else:
         chosen = REGISTRY.usable(method)
-    out = run(chosen, norm)
+    out = run_method(chosen, norm)
     if out.dtype != norm.result_dtype:
         out = out.astype(norm.result_dtype)
     return out
 
 
-def run(method: Method, norm: Normalized) -> np.ndarray:
+def run_method(method: Method, norm: Normalized) -> np.ndarray:
     """Run one method on a normalized problem, emulating what it lacks."""
     if norm.dtype.name not in method.dtypes:
         raise TypeError(
@@ -125,16 +125,14 @@ def _banded(method, norm: Normalized) -> np.ndarray:
                 padding=((0, 0), (0, 0)),
                 out_shape=(n, o1 - o0, p1 - p0, co),
             )
-            out[:, o0:o1, p0:p1, :] = run(method, sub)
+            out[:, o0:o1, p0:p1, :] = run_method(method, sub)
     return out
 
 
 def _dense(method, x, w, dilation, pads, threads, stride):
     """The stride-1 output, to be subsampled by the caller."""
-    h = x.shape[1] + pads[0][0] + pads[0][1]
-    wd = x.shape[2] + pads[1][0] + pads[1][1]
-    oh = h - (w.shape[0] - 1) * dilation[0]
-    ow = wd - (w.shape[1] - 1) * dilation[1]
+    oh = _geometry.dense_size(x.shape[1] + pads[0][0] + pads[0][1], w.shape[0], dilation[0])
+    ow = _geometry.dense_size(x.shape[2] + pads[1][0] + pads[1][1], w.shape[1], dilation[1])
     shape = (x.shape[0], oh, ow, w.shape[3])
     return _call(method, Problem(x, w, stride, dilation, pads, threads, shape))
 
@@ -144,8 +142,8 @@ def _phases(method, xp, w, dilation, threads):
     only ever read input rows a, a+d, ..., so each phase is an ordinary convolution."""
     dh, dw = dilation
     kh, kw, _, co = w.shape
-    oh = xp.shape[1] - (kh - 1) * dh
-    ow = xp.shape[2] - (kw - 1) * dw
+    oh = _geometry.dense_size(xp.shape[1], kh, dh)
+    ow = _geometry.dense_size(xp.shape[2], kw, dw)
     full = np.empty((xp.shape[0], oh, ow, co), dtype=xp.dtype)
     for a in range(min(dh, oh)):
         for b in range(min(dw, ow)):

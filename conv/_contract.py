@@ -13,6 +13,8 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
+from . import _geometry
+
 Pair = Tuple[int, int]
 Pads = Tuple[Pair, Pair]
 
@@ -69,9 +71,7 @@ class Problem:
     @property
     def flops(self) -> int:
         """Multiply-adds counted as two flops: 2*N*OH*OW*KH*KW*C_in*C_out."""
-        n, oh, ow, co = self.out_shape
-        kh, kw, ci, _ = self.w.shape
-        return 2 * n * oh * ow * kh * kw * ci * co
+        return _geometry.flops(self.out_shape, self.w.shape)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from typing import Tuple
 
 import numpy as np
 
-from ._contract import Pads, Pair
+from . import _geometry
+from ._contract import Pads, Pair, Problem
 
 #: The largest padding per side, and the largest span of a dilated kernel ((k - 1) * d + 1),
 #: in rows or columns: far beyond any real image, and far from overflowing the kernels'
@@ -27,21 +28,12 @@ _FLOAT64 = np.dtype(np.float64)
 
 
 @dataclass(frozen=True)
-class Normalized:
-    """Everything the front end derives from one call (unpadded arrays)."""
+class Normalized(Problem):
+    """Everything the front end derives from one call: a Problem on the unpadded arrays
+    (``padding`` still to apply, x and w C-contiguous read-only views in the compute
+    dtype), plus the dtype the caller gets back."""
 
-    x: np.ndarray  # (N, H, W, C_in), C-contiguous, compute dtype, read-only view
-    w: np.ndarray  # (KH, KW, C_in, C_out), C-contiguous, compute dtype, read-only view
-    stride: Pair
-    dilation: Pair
-    padding: Pads
-    threads: int
-    out_shape: Tuple[int, int, int, int]
     result_dtype: np.dtype  # differs from x.dtype only for float16 inputs
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.x.dtype
 
 
 # --------------------------------------------------------------------- arrays
@@ -175,9 +167,8 @@ def default_threads() -> int:
 # -------------------------------------------------------------------- padding
 def _same_pads(size: int, k: int, s: int, d: int) -> Pair:
     """TensorFlow's SAME: out = ceil(size / s); the odd pad goes after (bottom/right)."""
-    eff = (k - 1) * d + 1
-    out = -(-size // s)
-    total = max((out - 1) * s + eff - size, 0)
+    out = _geometry.same_out_size(size, s)
+    total = max((out - 1) * s + _geometry.span(k, d) - size, 0)
     return (total // 2, total - total // 2)
 
 
@@ -241,14 +232,15 @@ def as_padding(padding, in_hw: Pair, k_hw: Pair, stride: Pair, dilation: Pair) -
 
 
 def _out_size(size: int, pads: Pair, k: int, s: int, d: int, axis: str) -> int:
-    eff = (k - 1) * d + 1
+    """_geometry.out_size, with a ValueError when the kernel does not fit."""
     padded = size + pads[0] + pads[1]
-    if padded < eff:
+    if padded < _geometry.span(k, d):
         raise ValueError(
-            f"the kernel's {axis} ({k} taps, {eff} with dilation {d}) is larger than the "
-            f"padded input's {axis} ({padded}); pad the input or use a smaller kernel"
+            f"the kernel's {axis} ({k} taps, {_geometry.span(k, d)} with dilation {d}) is "
+            f"larger than the padded input's {axis} ({padded}); pad the input or use a "
+            f"smaller kernel"
         )
-    return (padded - eff) // s + 1
+    return _geometry.out_size(padded, k, s, d)
 
 
 # ---------------------------------------------------------------- everything
@@ -276,14 +268,14 @@ def normalize(x, w, *, stride=1, padding="VALID", dilation=1, threads=None) -> N
     # a one-tap kernel's dilation does nothing (clamped below); any other must keep the
     # kernel's span within MAX_EXTENT
     for axis, k, d in (("height", kh, dilation_p[0]), ("width", kw, dilation_p[1])):
-        if k > 1 and (k - 1) * d + 1 > MAX_EXTENT:
+        if k > 1 and _geometry.span(k, d) > MAX_EXTENT:
             raise ValueError(
-                f"dilation {d} makes the kernel's {axis} span {(k - 1) * d + 1} "
+                f"dilation {d} makes the kernel's {axis} span {_geometry.span(k, d)} "
                 f"({k} taps); at most 2**31 - 1 is supported")
     pads = as_padding(padding, (h, wd), (kh, kw), stride_p, dilation_p)
     if isinstance(padding, str) and padding.upper() == "SAME":
         # TensorFlow's rule: ceil(size / stride), zero rows for an empty input.
-        oh, ow = -(-h // stride_p[0]), -(-wd // stride_p[1])
+        oh, ow = _geometry.same_out_size(h, stride_p[0]), _geometry.same_out_size(wd, stride_p[1])
     else:
         oh = _out_size(h, pads[0], kh, stride_p[0], dilation_p[0], "height")
         ow = _out_size(wd, pads[1], kw, stride_p[1], dilation_p[1], "width")
@@ -292,7 +284,7 @@ def normalize(x, w, *, stride=1, padding="VALID", dilation=1, threads=None) -> N
     # same output size for a method that derives it itself).
     dilation_p = tuple(1 if k == 1 else d for k, d in zip((kh, kw), dilation_p))
     dense = [
-        size + p[0] + p[1] - (k - 1) * d
+        _geometry.dense_size(size + p[0] + p[1], k, d)
         for size, p, k, d in zip((h, wd), pads, (kh, kw), dilation_p)
     ]
     stride_p = tuple(min(s, max(1, e)) for s, e in zip(stride_p, dense))
