@@ -14,6 +14,7 @@ Everything about compilation lives here, once:
     binary that only runs on CPUs like the build machine: opt-in, never in wheels.
 Ask an installed conv which build it is: ``python -c "import conv; conv.show_config()"``.
 """
+import importlib.util
 import os
 import shlex
 import shutil
@@ -28,9 +29,16 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 
-def _env_flag(name):
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
+def _load_env_flag():
+    """conv._env.env_flag, loaded by path (the package cannot be imported before it is built)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "conv", "_env.py")
+    spec = importlib.util.spec_from_file_location("_conv_env", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.env_flag
 
+
+_env_flag = _load_env_flag()
 
 DEBUG = _env_flag("CONV_DEBUG")
 DIRECTIVES = {

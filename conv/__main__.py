@@ -1,4 +1,4 @@
-"""``python -m conv``: rerun the article's experiment on this machine (see conv._experiment)."""
-from ._experiment import main
+"""``python -m conv``: rerun the article's experiment on this machine (see conv.bench)."""
+from .bench.cli import main
 
 raise SystemExit(main())

@@ -120,11 +120,13 @@ class _Entry:
     error: Optional[tuple] = None
     warned: bool = False
 
-    def fail(self, message: Optional[str] = None, original=None) -> MethodError:
-        """The error to raise: records a first failure (message and original exception),
-        and builds a fresh MethodError from the record every time."""
-        if message is not None:
+    def record_failure(self, message: str, original=None) -> None:
+        """Keep why loading failed (the first failure only)."""
+        if self.error is None:
             self.error = (message, original)
+
+    def failure(self) -> MethodError:
+        """A fresh MethodError built from the recorded failure."""
         message, original = self.error
         err = MethodError(message, original)
         err.__cause__ = original
@@ -281,7 +283,7 @@ class Registry:
             if entry.method is not None:
                 return entry.method
             if entry.error is not None:
-                raise entry.fail()
+                raise entry.failure()
             if entry.importing == threading.get_ident():
                 # the plugin's own import asked for it (e.g. through list_methods()):
                 # not a failure, just not ready yet
@@ -308,7 +310,8 @@ class Registry:
             if entry.method is not None:  # another thread finished first
                 return entry.method
             if failure is not None:
-                raise entry.fail(*failure) if entry.error is None else entry.fail()
+                entry.record_failure(*failure)
+                raise entry.failure()
             entry.method = obj.with_origin(entry.distribution, entry.version)
             return entry.method
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def test_build_info_keys_and_types():
     # build is loaded exactly when the CPU has AVX2+FMA and it is installed (and not refused)
     assert info["kernels"].split(" (")[0] in info["kernel_builds"].split(", ")
     avx2_installed = "_kernels_avx2" in info["kernel_builds"]
-    from conv.methods._compiled import _env_flag
+    from conv._env import env_flag as _env_flag
 
     forced = _env_flag("CONV_FORCE_PORTABLE")
     assert ("_kernels_avx2" in info["kernels"]) == (
@@ -57,7 +58,7 @@ def test_build_info_keys_and_types():
 
 
 def _serial_requested():
-    from conv.methods._compiled import _env_flag
+    from conv._env import env_flag as _env_flag
 
     return _env_flag("CONV_SERIAL") or _env_flag("CONV_DISABLE_OPENMP")
 
@@ -72,7 +73,7 @@ def test_this_build_is_parallel():
         from conv.methods import _compiled
 
         # a worker really takes tasks: two tasks that wait for each other ran on 2 threads
-        assert _compiled.impl.pool_threads_seen(2) == 2
+        assert _compiled.kernels.pool_threads_seen(2) == 2
 
 
 def test_default_threads_in_build_info(monkeypatch):
@@ -278,16 +279,34 @@ def test_fma_loop_counts_its_flops_and_checks_arguments():
     (2 flops per lane per FMA, CONV_PEAK_ACC accumulators) for any thread count."""
     from conv.methods import _compiled
 
-    impl = _compiled.impl
-    lanes = impl.PEAK_LANES
-    if impl.SIMD in ("avx2+fma", "avx", "sse2", "neon"):  # GCC/Clang vector extensions
+    kernels = _compiled.kernels
+    lanes = kernels.PEAK_LANES
+    if kernels.SIMD in ("avx2+fma", "avx", "sse2", "neon"):  # GCC/Clang vector extensions
         assert lanes == {"float32": 8, "float64": 4}
     for dtype in ("float32", "float64"):
         for threads in (1, 2, 3):
             # iterations are split into 8 tasks per thread: 800 -> 100 per task
-            flops = impl.fma_loop(dtype, 800, threads)
+            flops = kernels.fma_loop(dtype, 800, threads)
             assert flops == 2 * 12 * lanes[dtype] * 100 * 8 * threads, (dtype, threads)
     with pytest.raises(ValueError, match="dtype"):
-        impl.fma_loop("float16", 8, 1)
+        kernels.fma_loop("float16", 8, 1)
     with pytest.raises(ValueError, match="threads"):
-        impl.fma_loop("float32", 8, 0)
+        kernels.fma_loop("float32", 8, 0)
+
+
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and platform.machine() == "x86_64"),
+                    reason="/proc/cpuinfo flags are the independent reference on Linux x86-64")
+def test_cpu_has_agrees_with_the_kernels_flags_in_proc_cpuinfo():
+    """conv's own run-time detection (it picks the AVX2 build) says what the Linux kernel
+    says of this CPU (the kernel lists a feature only when it also saves its registers)."""
+    from conv._buildinfo import cpu_has
+
+    with open("/proc/cpuinfo") as fh:
+        flags = next(line for line in fh if line.startswith("flags")).split(":", 1)[1].split()
+    assert cpu_has("AVX2") == ("avx2" in flags)
+    assert cpu_has("FMA3") == ("fma" in flags)
+    assert cpu_has("AVX512F") == ("avx512f" in flags)
+    assert cpu_has("AVX2", "FMA3") == ("avx2" in flags and "fma" in flags)
+    assert cpu_has() is True
+    with pytest.raises(ValueError, match="unknown CPU feature 'SSE9'"):
+        cpu_has("SSE9")

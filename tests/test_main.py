@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import conv
-from conv import _experiment as ex
+from conv.bench import cli, frameworks, machine, measure, reference, shapes
 
 TINY = ["--quick", "--shape", "4,8,8,3:3,3,4"]  # python runs 1 of 4 images: extrapolated
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # plugin warning
 
 
 def run(capsys, argv):
-    rc = ex.main(argv)
+    rc = cli.main(argv)
     out, err = capsys.readouterr()
     return rc, out, err
 
@@ -95,7 +95,7 @@ def test_json_keys_and_small_errors(capsys):
                     "speedup_vs_python", "extrapolated", "x_shape", "w_shape", "flops"):
             assert key in r
         assert r["ms"] > 0 and r["gflops"] > 0
-        assert r["max_rel_err"] <= ex.TOLERANCE[r["dtype"]], r
+        assert r["max_rel_err"] <= reference.TOLERANCE[r["dtype"]], r
         assert r["within_tolerance"] is True
         assert r["flops"] == 2 * 4 * 6 * 6 * 3 * 3 * 3 * 4
         if HAS_TF:
@@ -129,7 +129,7 @@ def test_pytorch_column_when_installed_and_a_line_when_not(capsys, monkeypatch):
     assert ("vs torch" in header) == HAS_TORCH
     assert ("torch" in table_rows(out)) == HAS_TORCH
     assert ("PyTorch: not installed" in out) == (not HAS_TORCH)
-    monkeypatch.setattr(ex, "_torch", lambda: None)
+    monkeypatch.setattr(frameworks, "torch", lambda: None)
     rc, out, err = run(capsys, TINY + ["--methods", "numpy"])
     assert rc == 0, out + err
     header = next(line for line in out.splitlines() if line.startswith("method "))
@@ -143,7 +143,7 @@ def test_peak_is_the_fma_loop_of_the_loaded_build(capsys):
     from conv.methods import _compiled
 
     foot = next(line for line in out.splitlines() if line.startswith("% peak:"))
-    assert "FMA loop" in foot and f"({_compiled.impl.SIMD})" in foot
+    assert "FMA loop" in foot and f"({_compiled.kernels.SIMD})" in foot
     assert "matmul" not in foot
 
 
@@ -159,7 +159,7 @@ def test_two_tensorflow_rows_are_explained(capsys):
 
 
 def test_without_tensorflow_uses_the_exact_reference(capsys, monkeypatch):
-    monkeypatch.setattr(ex, "tensorflow_available", lambda: False)
+    monkeypatch.setattr(frameworks, "tensorflow_available", lambda: False)
     rc, out, err = run(capsys, TINY)
     assert rc == 0, out + err
     assert "TensorFlow: not installed" in out
@@ -171,7 +171,7 @@ def test_without_tensorflow_uses_the_exact_reference(capsys, monkeypatch):
     assert doc["reference"]["name"] == "exact"
     assert doc["tensorflow_available"] is False
     for r in doc["rows"]:
-        assert r["max_rel_err"] <= ex.TOLERANCE[r["dtype"]]
+        assert r["max_rel_err"] <= reference.TOLERANCE[r["dtype"]]
         assert r["speedup_vs_tensorflow"] is None
     # Naming TensorFlow's method is then a usage error.
     rc, out, err = run(capsys, TINY + ["--methods", "tensorflow"])
@@ -231,7 +231,7 @@ def test_suite(capsys):
     assert {r["method"] for r in doc["rows"] if r["kind"] != "baseline"} == {"python", "numpy"}
     if HAS_TORCH:
         torch_rows = [r for r in doc["rows"] if r["method"] == "torch"]
-        assert torch_rows and all(r["max_rel_err"] <= ex.TOLERANCE[r["dtype"]]
+        assert torch_rows and all(r["max_rel_err"] <= reference.TOLERANCE[r["dtype"]]
                                   for r in torch_rows)
 
 
@@ -245,7 +245,7 @@ def test_plot_writes_a_png(capsys, tmp_path):
 
 
 def test_plot_without_matplotlib(capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr(ex, "_matplotlib_available", lambda: False)
+    monkeypatch.setattr(frameworks, "matplotlib_available", lambda: False)
     rc, out, err = run(capsys, TINY + ["--plot", str(tmp_path / "x.png")])
     assert rc == 2
     assert err.strip().splitlines() == [err.strip()]
@@ -292,8 +292,8 @@ def test_bad_options_in_process(capsys, argv):
 
 def test_bad_options_are_refused_before_any_work(capsys, monkeypatch):
     """Refusals come before the first measurement: nothing is timed or computed."""
-    monkeypatch.setattr(ex, "run_case", lambda *a, **k: pytest.fail("a case ran"))
-    monkeypatch.setattr(ex.Peak, "measure", lambda *a, **k: pytest.fail("peak measured"))
+    monkeypatch.setattr(measure, "run_case", lambda *a, **k: pytest.fail("a case ran"))
+    monkeypatch.setattr(machine.Peak, "measure", lambda *a, **k: pytest.fail("peak measured"))
     for argv in (["--plot", "chart.xyz"], ["--threads", "99999999999999999999"],
                  ["--shape", "100000,1000,1000,1000:3,3,16"], ["--methods", ""]):
         rc, out, err = run(capsys, TINY[:1] + argv)
@@ -362,18 +362,18 @@ def test_help():
 
 # ---------------------------------------------------------------- the helpers
 def test_parse_shape():
-    assert ex.parse_shape("seed") == ("seed", (100, 32, 32, 3), (3, 3, 3, 16))
-    assert ex.parse_shape("100,32,32,3:3,3,16")[0] == "seed"
-    assert ex.parse_shape("2,8,8,3:3,3,3,4") == ("2,8,8,3:3,3,4", (2, 8, 8, 3), (3, 3, 3, 4))
-    for name, (x, w) in ex.NAMED_SHAPES.items():
-        assert ex.parse_shape(name.upper()) == (name, x, w)
+    assert shapes.parse_shape("seed") == ("seed", (100, 32, 32, 3), (3, 3, 3, 16))
+    assert shapes.parse_shape("100,32,32,3:3,3,16")[0] == "seed"
+    assert shapes.parse_shape("2,8,8,3:3,3,3,4") == ("2,8,8,3:3,3,4", (2, 8, 8, 3), (3, 3, 3, 4))
+    for name, (x, w) in shapes.NAMED_SHAPES.items():
+        assert shapes.parse_shape(name.upper()) == (name, x, w)
     for bad in ["", "1,2,3,4", "1,2,3,4:1,1", "0,8,8,3:3,3,4", "1,2,2,1:3,3,1"]:
-        with pytest.raises(ex.UsageError):
-            ex.parse_shape(bad)
+        with pytest.raises(ValueError):
+            shapes.parse_shape(bad)
 
 
 def test_case_flops_matches_problem_flops():
-    case = ex.Case("k5", *ex.NAMED_SHAPES["k5"], "float32")
+    case = measure.Workload("k5", *shapes.NAMED_SHAPES["k5"], "float32")
     n, oh, ow, co = case.out_shape
     assert case.out_shape == (16, 60, 60, 32)
     assert case.flops == 2 * 16 * 60 * 60 * 5 * 5 * 16 * 32
@@ -381,10 +381,10 @@ def test_case_flops_matches_problem_flops():
 
 def test_errors():
     ref = np.array([1.0, -4.0, 2.0])
-    assert ex.errors(ref, ref) == (0.0, 0.0)
-    abs_err, rel_err = ex.errors(ref + [0, 0, 0.04], ref)
+    assert reference.errors(ref, ref) == (0.0, 0.0)
+    abs_err, rel_err = reference.errors(ref + [0, 0, 0.04], ref)
     assert math.isclose(abs_err, 0.04) and math.isclose(rel_err, 0.01)
-    assert math.isnan(ex.errors(np.array([np.nan, 0, 0]), ref)[0])
+    assert math.isnan(reference.errors(np.array([np.nan, 0, 0]), ref)[0])
 
 
 # ================================================================ an unbuilt source tree

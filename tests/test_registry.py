@@ -59,8 +59,8 @@ def test_builtins_are_entry_points_of_conv():
     eps = {ep.name: ep for ep in metadata.entry_points(group="conv.methods")
            if ep.dist is not None and ep.dist.metadata["Name"] == conv._registry.OWN_DISTRIBUTION}
     assert set(BUILTIN) <= set(eps)
-    assert eps["numpy"].value == "conv.methods.slices:METHOD"
-    assert eps["tensorflow"].value == "conv.methods.tf:METHOD"
+    assert eps["numpy"].value == "conv.methods.numpy_slices:METHOD"
+    assert eps["tensorflow"].value == "conv.methods.tensorflow_conv:METHOD"
 
 
 @pytest.mark.parametrize("name", ["python", "numpy", "direct", "tensorflow"])

@@ -24,7 +24,7 @@ import pytest
 
 import conv
 import conv.testing as kit
-from conv._config import cpu_has
+from conv._buildinfo import cpu_has
 from conv._frontend import available_cpus
 from conv.methods import _compiled
 
@@ -400,7 +400,7 @@ for k, kwargs in enumerate(cases):
             for t in (1, 2):
                 out[f"{m}-{t}-{k}{dtype}"] = conv.conv2d(x, w, method=m, threads=t, **kwargs)
 np.savez(sys.argv[4], **out)
-print(json.dumps({"impl": _compiled.impl.__name__, "conv": conv.__file__}))
+print(json.dumps({"impl": _compiled.kernels.__name__, "conv": conv.__file__}))
 """
 
 
@@ -410,8 +410,8 @@ def test_portable_build_agrees(tmp_path):
                     "in use: there is no second build to compare")
     if os.environ.get("CONV_FORCE_PORTABLE", "").strip() not in ("", "0"):
         pytest.skip("CONV_FORCE_PORTABLE is set for this run: both builds are the portable one")
-    if _compiled.impl.__name__ != "conv.methods._kernels_avx2":
-        pytest.skip(f"the AVX2 build is not installed here (using {_compiled.impl.__name__})")
+    if _compiled.kernels.__name__ != "conv.methods._kernels_avx2":
+        pytest.skip(f"the AVX2 build is not installed here (using {_compiled.kernels.__name__})")
     data, cases = {}, []
     for k, case in enumerate(PORTABLE_CASES):
         cases.append(case.kwargs)
@@ -468,13 +468,13 @@ def test_forked_children_keep_their_threads_and_do_not_hang():
         x = rng.standard_normal((4, 40, 40, 16)); w = rng.standard_normal((3, 3, 16, 32))
         want = conv.conv2d(x, w, threads=2)         # a real 2-thread call in the parent
         assert given == [2], given
-        assert _compiled.impl.pool_threads_seen(2) == 2
+        assert _compiled.kernels.pool_threads_seen(2) == 2
 
         def child():
             ok = all(np.array_equal(conv.conv2d(x, w, method=m, threads=2), want)
                      for m in ("direct", "matmul"))
             # and the child's own workers really take tasks (not just the caller alone)
-            seen = _compiled.impl.pool_threads_seen(2)
+            seen = _compiled.kernels.pool_threads_seen(2)
             return 0 if (ok and given[-1] == 2 and seen == 2) else 3
 
         pid = os.fork()

@@ -14,7 +14,7 @@ too, exactly as in the ``time_`` rows.
 """
 import conv
 
-from .common import DTYPES, METHODS, SEED, inputs, method_info
+from .common import DTYPES, METHODS, SEED, inputs, method_info, timing
 
 # Per side: at least MIN calls, then more until MAX calls or MAX_TIME seconds
 # of calls, whichever first; the best (minimum) call counts.
@@ -39,41 +39,6 @@ def _runner(method, dtype):
     return (lambda: conv.conv2d(x, w, method=method)), 1.0
 
 
-def side_by_side(a, b, repeat_a, repeat_b):
-    """Best (minimum) single-call wall time of a and of b, calls interleaved
-    (a, b, a, b, ...) so both see the same machine load; GC off while timing.
-    repeat_x = (min calls, max calls, max seconds of calls after the minimum)."""
-    import gc
-    import time
-
-    fns = (a, b)
-    reps = (repeat_a, repeat_b)
-    best = [float("inf")] * 2
-    spent = [0.0] * 2
-    done = [0] * 2
-
-    def more(i):
-        lo, hi, budget = reps[i]
-        return done[i] < lo or (done[i] < hi and spent[i] < budget)
-
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
-        while more(0) or more(1):
-            for i in (0, 1):
-                if more(i):
-                    t0 = time.perf_counter()
-                    fns[i]()
-                    t = time.perf_counter() - t0
-                    best[i] = min(best[i], t)
-                    spent[i] += t
-                    done[i] += 1
-    finally:
-        if gc_was:
-            gc.enable()
-    return best[0], best[1]
-
-
 class _Ratio:
     params = [METHODS, DTYPES]
     param_names = ["method", "dtype"]
@@ -95,7 +60,7 @@ class _Ratio:
     def _ratio(self, method):
         rep_m = PYTHON_REPEAT if method == "python" else REPEAT
         rep_b = PYTHON_REPEAT if self.baseline == "python" else REPEAT
-        t_m, t_b = side_by_side(self.run_method, self.run_base, rep_m, rep_b)
+        t_m, t_b = timing.side_by_side((self.run_method, self.run_base), (rep_m, rep_b))
         return (t_m * self.scale_method) / (t_b * self.scale_base)
 
 

@@ -1,10 +1,14 @@
-"""Shared by every benchmark module: the shapes, the method list, cached inputs.
+"""Shared by every benchmark module: the shapes, the timing loop, the method list,
+cached inputs.
 
 No benchmarks live here (asv only collects ``time_``/``track_``/``peakmem_``...
 names, and there are none).
 """
 import functools
+import importlib
+import importlib.util
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -12,14 +16,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # fewer TensorFlow log lines
 
 import conv  # noqa: E402
 
+
+
+def _bench_module(name):
+    """conv/bench/<name>.py (standard library only), one source with ``python -m conv``.
+
+    Loaded from this checkout by path, so every commit asv measures (older ones have no
+    conv.bench) gets the same shapes and the same timing loop; the installed
+    conv.bench.<name> when the checkout's file is not there."""
+    path = Path(__file__).resolve().parents[2] / "conv" / "bench" / f"{name}.py"
+    if path.is_file():
+        spec = importlib.util.spec_from_file_location(f"_asv_conv_bench_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return importlib.import_module(f"conv.bench.{name}")
+
+
+timing = _bench_module("timing")
 # The public suite of the kernels issue (all VALID, stride 1): (x NHWC, w HWIO).
-PUBLIC_SHAPES = {
-    "seed": ((100, 32, 32, 3), (3, 3, 3, 16)),
-    "mid": ((8, 56, 56, 64), (3, 3, 64, 64)),
-    "deep": ((8, 14, 14, 256), (3, 3, 256, 256)),
-    "pointwise": ((8, 28, 28, 128), (1, 1, 128, 256)),
-    "k5": ((16, 64, 64, 16), (5, 5, 16, 32)),
-}
+PUBLIC_SHAPES = dict(_bench_module("shapes").NAMED_SHAPES)
 # Small enough for the pure-Python loops (~10 ms); every method runs it, so the
 # "python" rows have numbers to compare against.
 SMALL = {"small": ((1, 12, 12, 3), (3, 3, 3, 8))}

@@ -2,25 +2,22 @@
 from __future__ import annotations
 
 import importlib
-import math
-import os
+import importlib.util
 import time
 
 import numpy as np
 
-from .._config import cpu_has
+from .._buildinfo import cpu_has
 from .._contract import Problem
+from .._env import env_flag
+
+BUILDS = ("conv.methods._kernels", "conv.methods._kernels_avx2")
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
-
-
-def _load_variant():
-    """The AVX2+FMA build when NumPy's run-time detection finds both, else the portable
-    build. CONV_FORCE_PORTABLE=1 skips the AVX2 build (to test the portable one)."""
-    force = _env_flag("CONV_FORCE_PORTABLE")
-    if not force and cpu_has("AVX2", "FMA3"):
+def _load_build():
+    """The AVX2+FMA build when the CPU (and OS) support both, else the portable build.
+    CONV_FORCE_PORTABLE=1 skips the AVX2 build (to test the portable one)."""
+    if not env_flag("CONV_FORCE_PORTABLE") and cpu_has("AVX2", "FMA3"):
         try:
             return importlib.import_module("conv.methods._kernels_avx2")
         except ImportError:  # not built for this platform
@@ -28,14 +25,21 @@ def _load_variant():
     return importlib.import_module("conv.methods._kernels")
 
 
-impl = _load_variant()
+#: The loaded kernel extension (conv/methods/_kernels.pxi, compiled for one ISA).
+kernels = _load_build()
+
+
+def installed_builds() -> list:
+    """The kernel extensions installed, by module name. Only looked up, never imported:
+    the AVX2 build's own initialisation would crash a CPU without AVX2."""
+    return [name for name in BUILDS if importlib.util.find_spec(name) is not None]
 
 
 def pack_weights(w: np.ndarray) -> np.ndarray:
     """(KH, KW, C_in, C_out) -> (C_out tiles, KH, KW, C_in, NR), zero-filled past C_out,
     so the micro-kernel streams one channel tile's weights contiguously."""
     kh, kw, ci, co = w.shape
-    nr = impl.NR[w.dtype.name]
+    nr = kernels.NR[w.dtype.name]
     tiles = -(-co // nr)
     if tiles * nr != co:
         padded = np.zeros((kh, kw, ci, tiles * nr), dtype=w.dtype)
@@ -68,7 +72,7 @@ def fma_peak(dtype: str, threads: int, seconds: float = 0.02, repeat: int = 5) -
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
-            flops = impl.fma_loop(dtype, iterations, threads)
+            flops = kernels.fma_loop(dtype, iterations, threads)
             times.append(time.perf_counter() - t0)
         return min(times), flops
 
@@ -85,7 +89,8 @@ def fma_peak(dtype: str, threads: int, seconds: float = 0.02, repeat: int = 5) -
     return flops / elapsed / 1e9
 
 
-def run(driver, p: Problem) -> np.ndarray:
+def call_driver(driver, p: Problem) -> np.ndarray:
+    """Allocate the output, pack the weights and run one of the extension's drivers."""
     out = np.empty(p.out_shape, dtype=p.dtype)
     wp = pack_weights(p.w)
     zeros = np.zeros(max(1, p.w.shape[1] * p.w.shape[2]), dtype=p.dtype)

@@ -13,7 +13,7 @@ from . import _compiled
 
 
 def _kernel(p: Problem):
-    return _compiled.run(_compiled.impl.conv2d_matmul, p)
+    return _compiled.call_driver(_compiled.kernels.conv2d_matmul, p)
 
 
 METHOD = Method(

@@ -1,0 +1,69 @@
+"""The one internal interface conv's own tools use.
+
+conv.bench (``python -m conv``) talks to the rest of conv through the public API
+(``conv.conv2d``, ``conv.list_methods``, ``conv.get_method``, ``conv.build_info``) and,
+for what a user never needs, through the functions here and nothing else. Each says
+what it returns; change them together with conv.bench.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import numpy as np
+
+from . import _auto
+from ._buildinfo import cpu_has  # noqa: F401 - part of this interface
+from ._contract import Method
+from ._frontend import available_cpus, normalize  # noqa: F401 - part of this interface
+from ._registry import REGISTRY
+
+
+def declared_methods() -> List[str]:
+    """Every method name declared here, usable or not (a missing dependency, a broken
+    plugin), sorted."""
+    return REGISTRY.names()
+
+
+def usable_method(name: str) -> Method:
+    """The method registered as ``name``; ValueError (unknown), MethodError (broken) or
+    MethodUnavailableError (a missing dependency) with a message meant for people."""
+    return REGISTRY.usable(name)
+
+
+def auto_choice(x: np.ndarray, w: np.ndarray, threads: int) -> str:
+    """The name of the method ``conv.conv2d(x, w, method="auto", threads=threads)`` runs."""
+    return _auto.choose(normalize(x, w, threads=threads), REGISTRY).name
+
+
+def kernel_build() -> Optional[str]:
+    """The SIMD level of the loaded compiled kernels ("avx2+fma", "sse2", ...), or None
+    when they cannot be loaded here."""
+    try:
+        from .methods import _compiled
+    except ImportError:
+        return None
+    return _compiled.kernels.SIMD
+
+
+def fma_peak(dtype: str, threads: int, repeat: int) -> float:
+    """GFLOP/s of the loaded kernel build's FMA loop on ``threads`` threads (the ceiling
+    of the kernels' own arithmetic). Needs kernel_build() to be not None."""
+    from .methods import _compiled
+
+    return _compiled.fma_peak(dtype, threads, repeat=repeat)
+
+
+def tensorflow_module():
+    """TensorFlow, imported quietly (its C++ start-up lines hidden); ImportError when
+    it is absent or broken."""
+    from .methods import tensorflow_conv
+
+    return tensorflow_conv.import_tensorflow(quiet=True)
+
+
+def tensorflow_conv2d(x: np.ndarray, w: np.ndarray, quiet: bool = False) -> np.ndarray:
+    """tf.nn.conv2d(x, w), VALID, stride 1, called directly (no conv front end);
+    ``quiet`` hides what TensorFlow prints on fd 2 meanwhile."""
+    from .methods import tensorflow_conv
+
+    return tensorflow_conv.tf_conv2d(x, w, quiet=quiet)

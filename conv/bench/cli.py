@@ -1,0 +1,314 @@
+"""The command line of ``python -m conv``: check everything before the long work, measure,
+then report (tables, or one JSON document) and pick the exit status.
+
+Progress goes to stderr; stdout carries the tables, or one JSON document with ``--json``.
+Bad options give one line on stderr and exit status 2; nothing prints a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from typing import List, Optional, Sequence
+
+import conv
+
+from .. import _introspect
+from . import frameworks, machine, measure, plot, report, selection
+from .reference import TOLERANCE, select_reference
+from .shapes import ARTICLE_SECONDS, ARTICLE_SHAPE, NAMED_SHAPES, SUITE_SHAPES, parse_shape, tup
+
+QUICK_REPEAT = 3
+QUICK_BATCH = 10  # --quick runs the article's shape on this many images
+ARTICLE_LABELS = {"tf.nn.conv2d": "tf.nn.conv2d", "python": "py_conv (= python)",
+                  "numpy": "matrix_mult (= numpy)"}
+
+
+class UsageError(ValueError):
+    """A bad command line: reported as one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        raise UsageError(f"{report.one_line(message)} (see {self.prog} --help)")
+
+
+EPILOG = f"""\
+shapes (--shape, repeatable; every problem is VALID, stride 1, x and w standard normal):
+  N,H,W,CIN:KH,KW,COUT   e.g. 100,32,32,3:3,3,16 (KH,KW,CIN,COUT is accepted too)
+""" + "".join(f"  {k:<21}  x {tup(v[0])}, w {tup(v[1])}\n" for k, v in NAMED_SHAPES.items()) + """
+errors: max |out - ref| and max |out - ref| / max |ref| against tf.nn.conv2d in the same
+dtype when TensorFlow is installed, else conv.testing.reference_conv2d (exact).
+vs TF, vs python, vs torch: that baseline's time / this time (> 1 is faster).
+% peak: against this CPU's FMA peak, measured in the same run by an FMA loop in conv's
+  loaded kernel build on the same threads (a direct algorithm cannot exceed it).
+exit status: 0 ok; 1 a method failed or exceeded the error tolerance; 2 bad options.
+"""
+
+
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+    if prog is None:
+        argv0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+        prog = "conv" if argv0 == "conv" else "python -m conv"
+    p = _Parser(
+        prog=prog,
+        description="Rerun the article's conv2d experiment on this machine: every conv method "
+                    "(plugins included) and 'auto' against TensorFlow and pure Python, by error "
+                    "and time.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--shape", action="append", metavar="SHAPE",
+                   help="problem to run (default: the article's, seed; see below)")
+    p.add_argument("--dtype", choices=("float32", "float64", "both"), default=None,
+                   help="default float32 (the article's); both with --suite")
+    p.add_argument("--methods", metavar="A,B,C",
+                   help="only these methods (names from conv.list_methods(), or auto)")
+    p.add_argument("--threads", type=_positive("--threads"), metavar="N",
+                   help="threads for conv, TensorFlow and PyTorch (default: every core)")
+    p.add_argument("--repeat", type=_positive("--repeat"), metavar="N",
+                   help=f"best of N timed runs (default {measure.DEFAULT_REPEAT}, "
+                        f"{QUICK_REPEAT} with --quick)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"best of {QUICK_REPEAT}; python on 1 image; the article's shape on "
+                        f"{QUICK_BATCH} images (--shape and --suite shapes are kept)")
+    p.add_argument("--full", action="store_true",
+                   help=f"run the pure-Python method on the whole batch (default: "
+                        f"{measure.PYTHON_SLICE} images, extrapolated)")
+    p.add_argument("--suite", action="store_true",
+                   help="the public benchmark suite (seed, mid, deep, pointwise, k5; both dtypes; "
+                        "ratios to TensorFlow and PyTorch; python only if named in --methods)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document (machine, reference, rows) instead of tables")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help='bar chart of time per method, log scale (needs pip install "conv2d-cpu[plot]")')
+    return p
+
+
+def _positive(option: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        return value
+
+    parse.__name__ = option.lstrip("-")
+    return parse
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``python -m conv`` and the ``conv`` script. Returns the exit status."""
+    try:
+        return _main(argv)
+    except UsageError as exc:
+        _error(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except BrokenPipeError:  # e.g. piped into head: stop quietly
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 1
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    except Exception as exc:  # noqa: BLE001 - never a traceback
+        _error(f"{type(exc).__name__}: {report.one_line(str(exc))}")
+        return 1
+
+
+def _error(msg: str) -> None:
+    try:
+        sys.stderr.write(f"conv: error: {report.one_line(msg)}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+# ---------------------------------------------------------------- settings
+@dataclass
+class Settings:
+    """A checked command line: what to measure, and how."""
+
+    args: argparse.Namespace
+    cases: List[measure.Workload]
+    methods: List[str]
+    threads: int
+    repeat: int
+    dtypes: List[str]
+    opts: measure.Options
+
+
+def settings(argv: Sequence[str]) -> Settings:
+    """Parse and check everything before the long work starts (UsageError otherwise)."""
+    args = build_parser().parse_args(list(argv))
+    if sys.stdout is None:  # started with stdout closed (`>&-`)
+        raise UsageError("stdout is closed: the tables would go nowhere")
+    try:
+        shapes = [parse_shape(s) for s in args.shape] if args.shape else None
+        if args.plot:
+            plot.check_plot_path(args.plot)
+        if args.methods is not None:
+            methods = selection.resolve_methods(args.methods)
+        else:
+            methods = selection.usable_methods(with_python=not args.suite)
+    except UsageError:
+        raise
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    cpus = _introspect.available_cpus()
+    if args.threads is not None and args.threads > cpus:
+        raise UsageError(f"--threads {args.threads}: this process may run on "
+                         f"{cpus} CPU(s); give at most that")
+    threads = args.threads or conv.build_info()["default_threads"]
+    repeat = args.repeat or (QUICK_REPEAT if args.quick else measure.DEFAULT_REPEAT)
+    dtype = args.dtype or ("both" if args.suite else "float32")
+    dtypes = ["float32", "float64"] if dtype == "both" else [dtype]
+    if shapes is None:
+        names = SUITE_SHAPES if args.suite else (ARTICLE_SHAPE,)
+        shapes = [(nm, *NAMED_SHAPES[nm]) for nm in names]
+    try:
+        machine.check_memory(shapes, dtypes)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    cases = []
+    for name, xs, ws in shapes:
+        note = ""
+        if args.quick and not args.suite and not args.shape and xs[0] > QUICK_BATCH:
+            note = f"--quick: {QUICK_BATCH} of the article's {xs[0]} images"
+            xs = (QUICK_BATCH,) + tuple(xs[1:])
+        for dt in dtypes:
+            cases.append(measure.Workload(name, tuple(xs), tuple(ws), dt, note))
+    opts = measure.Options(
+        repeat=repeat,
+        threads=threads,
+        python_images=None if args.full else (1 if args.quick else measure.PYTHON_SLICE),
+        with_torch=True,  # a "vs torch" column whenever PyTorch is installed
+    )
+    return Settings(args, cases, methods, threads, repeat, dtypes, opts)
+
+
+# ---------------------------------------------------------------- output
+def _print_header(out, s: Settings, info: dict, reference, tf_ok: bool) -> None:
+    title = ("conv benchmark suite" if s.args.suite
+             else "conv: the article's experiment (OpenGenus, \"2D convolution in Python\")")
+    print(f"{title}, conv {conv.__version__}", file=out)
+    print(f"machine: {info['platform']}, {info['cpu_count']} CPUs, "
+          f"{s.threads} threads ({info['threading']}), numpy {info['numpy']}"
+          + (f", TensorFlow {info['tensorflow']}" if info["tensorflow"] else "")
+          + (f", PyTorch {info['torch']}" if info["torch"] else ""), file=out)
+    if not tf_ok:
+        print("TensorFlow: not installed - no TensorFlow column "
+              '(pip install "conv2d-cpu[tf]" to add it)', file=out)
+    if not info["torch"]:
+        print("PyTorch: not installed - no PyTorch row or \"vs torch\" column "
+              "(pip install torch to add them)", file=out)
+    print(f"reference: {reference.description}", file=out)
+    unusable = selection.unusable_methods()
+    print("methods: " + ", ".join(s.methods)
+          + (f" (declared but not usable here: {', '.join(unusable)})" if unusable else ""),
+          file=out)
+    print(f"timing: best of {s.repeat} consecutive calls after a warm-up call, "
+          "all in this process", file=out, flush=True)
+
+
+def _print_case(out, case: measure.Workload, rows, peak: machine.Peak) -> None:
+    """The article's table for one case, printed as soon as it is measured."""
+    print(f"\n{case.name}: {case.describe()}", file=out)
+    print(report.format_article_table(rows, peak.gflops(case.dtype)), file=out)
+    print(peak.describe([case.dtype]), file=out, flush=True)
+    if (case.x_shape, case.w_shape) == NAMED_SHAPES[ARTICLE_SHAPE] and case.dtype == "float32":
+        print("the article, on its machine (one call each): " + ", ".join(
+            f"{ARTICLE_LABELS[k]} {report.fmt_ms(v * 1e3)} ms"
+            for k, v in ARTICLE_SECONDS.items()), file=out, flush=True)
+
+
+def _write_json(out, s: Settings, info: dict, reference, tf_ok: bool, ceilings, rows) -> None:
+    args = s.args
+    doc = {
+        "conv_version": conv.__version__,
+        "mode": "suite" if args.suite else "article",
+        "machine": info,
+        "reference": {"name": reference.name, "description": reference.description},
+        "tensorflow_available": tf_ok,
+        "settings": {"repeat": s.repeat, "threads": s.threads, "quick": args.quick,
+                     "full": args.full, "dtypes": s.dtypes, "methods": s.methods,
+                     "python_images": s.opts.python_images, "tolerance": TOLERANCE},
+        "ceiling_gflops": ceilings,
+        "article_seconds": {"shape": ARTICLE_SHAPE, "dtype": "float32", **ARTICLE_SECONDS},
+        "cases": [dict(asdict(c), x_shape=list(c.x_shape), w_shape=list(c.w_shape),
+                       flops=c.flops) for c in s.cases],
+        "rows": [dict(asdict(r), label=r.label) for r in rows],
+    }
+    json.dump(report.jsonable(doc), out, indent=2, allow_nan=False)
+    out.write("\n")
+
+
+def _write_notes(out, s: Settings, rows, peak: machine.Peak) -> None:
+    if s.args.suite:
+        print("", file=out)
+        print(report.format_suite_table(rows, peak.all()), file=out)
+    notes = report.footnotes(rows, TOLERANCE)
+    if s.args.suite:
+        notes.append(peak.describe(s.dtypes))
+    notes.append("vs X = X's time / this time (> 1 is faster); "
+                 "errors: max |out - ref| and max |out - ref| / max |ref|")
+    print("", file=out)
+    for note in notes:
+        print(note, file=out)
+
+
+# ---------------------------------------------------------------- the run
+def _main(argv: Optional[Sequence[str]]) -> int:
+    s = settings(sys.argv[1:] if argv is None else argv)
+    args, progress, out = s.args, report.Progress(), sys.stdout
+
+    # the reference, the baselines' threads, the machine's peak
+    tf_ok = frameworks.tensorflow_available()
+    tf_threads = frameworks.init_tensorflow(s.threads) if tf_ok else None
+    reference = select_reference()
+    blas_ctx, blas_limited = frameworks.threadpool_limits(s.threads)
+    with blas_ctx:
+        peak = machine.Peak(s.threads)
+        for dt in s.dtypes:
+            progress.update(f"measuring the machine's peak (FMA loop, {dt})", important=True)
+            peak.measure(dt, repeat=3 if args.quick else 5)
+        info = machine.describe(s.threads, tf_threads, blas_limited)
+        if not args.json:
+            progress.clear()
+            _print_header(out, s, info, reference, tf_ok)
+        rows: List[measure.Row] = []
+        for case in s.cases:
+            case_rows = measure.run_case(case, s.methods, reference, s.opts, progress, peak)
+            rows += case_rows
+            if not args.json and not args.suite:
+                progress.clear()
+                _print_case(out, case, case_rows, peak)
+    ceilings = peak.all()
+    for r in rows:
+        if r.gflops and ceilings.get(r.dtype):
+            r.peak_fraction = r.gflops / ceilings[r.dtype]
+    progress.clear()
+
+    if args.json:
+        _write_json(out, s, info, reference, tf_ok, ceilings, rows)
+    else:
+        _write_notes(out, s, rows, peak)
+    out.flush()
+
+    if args.plot:
+        title = ("conv2d time per method" + (" (suite)" if args.suite else
+                 f": {s.cases[0].describe()}" if len(s.cases) == 1 else ""))
+        plot.plot(rows, args.plot, title)
+        progress.line(f"wrote {args.plot}")
+
+    failed = [r for r in rows if r.status == "failed" or r.within_tolerance is False]
+    return 1 if failed else 0

@@ -1,0 +1,108 @@
+"""The optional baselines and tools: TensorFlow, PyTorch, matplotlib, threadpoolctl.
+
+Each is looked up when asked for, and a missing or broken install counts as absent.
+Callers use these functions through the module (``frameworks.tensorflow_available()``),
+so tests can replace them.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from typing import Dict
+
+import numpy as np
+
+from .. import _introspect
+
+#: The baselines' row names: TensorFlow called directly (the article's reference), PyTorch.
+TF_BASELINE = "tf.nn.conv2d"
+TORCH_BASELINE = "torch"
+
+_TF: Dict[str, object] = {}
+
+
+def tensorflow():
+    """The tensorflow module, imported once (quietly), or None when it is not importable."""
+    if "tf" not in _TF:
+        tf = None
+        try:
+            if importlib.util.find_spec("tensorflow") is not None:
+                tf = _introspect.tensorflow_module()
+        except Exception:  # noqa: BLE001 - a broken TensorFlow counts as absent
+            tf = None
+        _TF["tf"] = tf
+    return _TF["tf"]
+
+
+def tensorflow_available() -> bool:
+    """True when TensorFlow can be imported here."""
+    return tensorflow() is not None
+
+
+def init_tensorflow(threads: int) -> str:
+    """Ask TensorFlow for ``threads`` threads (possible only before its first op) and run one
+    tiny op so its runtime start-up is neither timed nor printed. Returns a description."""
+    if "init" in _TF:
+        return _TF["init"]
+    tf = tensorflow()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        desc = f"{threads} threads"
+    except (RuntimeError, ValueError):
+        desc = "TensorFlow's default threads (already initialized in this process)"
+    x = np.zeros((1, 2, 2, 1), np.float32)
+    _introspect.tensorflow_conv2d(x, np.zeros((1, 1, 1, 1), np.float32), quiet=True)
+    _TF["init"] = desc
+    return desc
+
+
+def tensorflow_callable(x: np.ndarray, w: np.ndarray):
+    """The article's reference_func: tf.nn.conv2d(x, w), VALID, stride 1, back to NumPy."""
+    return lambda: _introspect.tensorflow_conv2d(x, w)
+
+
+def torch():
+    """The torch module, or None when PyTorch is not importable."""
+    try:
+        if importlib.util.find_spec("torch") is None:
+            return None
+        import torch
+
+        return torch
+    except Exception:  # noqa: BLE001 - a broken install counts as absent
+        return None
+
+
+def torch_callable(torch_module, x: np.ndarray, w: np.ndarray, threads: int):
+    """(call, to_nhwc): torch.nn.functional.conv2d on NCHW/OIHW copies made here, outside
+    the timed region, and the conversion of its result back to NHWC."""
+    torch_module.set_num_threads(threads)
+    xt = torch_module.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    wt = torch_module.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1)))
+    conv2d = torch_module.nn.functional.conv2d
+
+    def call():
+        with torch_module.no_grad():
+            return conv2d(xt, wt)
+
+    def to_nhwc(out):
+        return out.numpy().transpose(0, 2, 3, 1)
+
+    return call, to_nhwc
+
+
+def matplotlib_available() -> bool:
+    try:
+        return importlib.util.find_spec("matplotlib") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def threadpool_limits(threads: int):
+    """(context, limited): NumPy's BLAS limited to ``threads`` when threadpoolctl is
+    installed; otherwise a no-op context and False."""
+    try:
+        from threadpoolctl import threadpool_limits as limits
+    except ImportError:
+        return contextlib.nullcontext(), False
+    return limits(limits=threads, user_api="blas"), True

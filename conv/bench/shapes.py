@@ -1,0 +1,69 @@
+"""The benchmark problems, one source for ``python -m conv`` and asv (asv_bench/).
+
+The article's shape and the public suite of the kernels issue, all VALID, stride 1, as
+(x NHWC, w HWIO). Standard library only: asv loads this file by path at commits whose
+conv has no ``conv.bench``.
+"""
+from __future__ import annotations
+
+from typing import Dict, Tuple
+
+Shape4 = Tuple[int, int, int, int]
+
+NAMED_SHAPES: Dict[str, Tuple[Shape4, Shape4]] = {
+    "seed": ((100, 32, 32, 3), (3, 3, 3, 16)),
+    "mid": ((8, 56, 56, 64), (3, 3, 64, 64)),
+    "deep": ((8, 14, 14, 256), (3, 3, 256, 256)),
+    "pointwise": ((8, 28, 28, 128), (1, 1, 128, 256)),
+    "k5": ((16, 64, 64, 16), (5, 5, 16, 32)),
+}
+#: The public suite (``--suite``, asv): every named shape.
+SUITE_SHAPES = tuple(NAMED_SHAPES)
+ARTICLE_SHAPE = "seed"
+#: The article's wall times for one call on its own machine (float32, the seed shape, 100
+#: images): its tf.nn.conv2d reference, its pure-Python py_conv, its matmul-slices
+#: matrix_mult (conv's "python" and "numpy" methods are those two algorithms).
+ARTICLE_SECONDS = {"tf.nn.conv2d": 0.018, "python": 45.4, "numpy": 0.0598}
+
+
+def tup(shape) -> str:
+    """(1,2,3,4): a shape as the tables print it."""
+    return "(" + ",".join(str(int(s)) for s in shape) + ")"
+
+
+def parse_shape(text: str) -> Tuple[str, Shape4, Shape4]:
+    """``seed``/``mid``/``deep``/``pointwise``/``k5``, ``N,H,W,CIN:KH,KW,COUT`` or
+    ``N,H,W,CIN:KH,KW,CIN,COUT``. Returns (name, x_shape, w_shape); ValueError if bad."""
+    s = text.strip().lower()
+    if s in NAMED_SHAPES:
+        x, w = NAMED_SHAPES[s]
+        return s, x, w
+    hint = (f"bad --shape {text!r}: expected N,H,W,CIN:KH,KW,COUT (e.g. 100,32,32,3:3,3,16) "
+            f"or one of {', '.join(NAMED_SHAPES)}")
+    if s.count(":") != 1:
+        raise ValueError(hint)
+    left, right = s.split(":")
+    try:
+        xs = [int(v) for v in left.replace("x", ",").split(",")]
+        ws = [int(v) for v in right.replace("x", ",").split(",")]
+    except ValueError:
+        raise ValueError(hint) from None
+    if len(xs) != 4 or len(ws) not in (3, 4):
+        raise ValueError(hint)
+    if len(ws) == 4:
+        if ws[2] != xs[3]:
+            raise ValueError(f"bad --shape {text!r}: the filter's C_in ({ws[2]}) must equal the "
+                             f"input's ({xs[3]})")
+        ws = [ws[0], ws[1], ws[3]]
+    if min(xs + ws) < 1:
+        raise ValueError(f"bad --shape {text!r}: every size must be >= 1")
+    n, h, wd, ci = xs
+    kh, kw, co = ws
+    if kh > h or kw > wd:
+        raise ValueError(f"bad --shape {text!r}: the {kh}x{kw} kernel is larger than the "
+                         f"{h}x{wd} input (VALID padding leaves no output)")
+    x_shape, w_shape = (n, h, wd, ci), (kh, kw, ci, co)
+    for name, (nx, nw) in NAMED_SHAPES.items():
+        if (nx, nw) == (x_shape, w_shape):
+            return name, x_shape, w_shape
+    return f"{n},{h},{wd},{ci}:{kh},{kw},{co}", x_shape, w_shape

@@ -1,0 +1,52 @@
+"""The timing loop, one for ``python -m conv`` and asv's side-by-side ratios.
+
+Standard library only: asv loads this file by path at commits whose conv has no
+``conv.bench``, so every commit is measured by the same loop.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import time
+from typing import Callable, List, Sequence, Tuple
+
+#: (at least this many calls, at most this many, more only while under this many seconds)
+Repeat = Tuple[int, int, float]
+
+
+def side_by_side(fns: Sequence[Callable[[], object]], repeats: Sequence[Repeat]) -> List[float]:
+    """The best (minimum) single-call wall time of each function, calls interleaved
+    (a, b, a, b, ...) so all see the same machine load; no garbage collection while
+    timing. Function i is called until it has had repeats[i] = (min calls, max calls,
+    max seconds of calls after the minimum)."""
+    best = [math.inf] * len(fns)
+    spent = [0.0] * len(fns)
+    done = [0] * len(fns)
+
+    def more(i):
+        lo, hi, budget = repeats[i]
+        return done[i] < lo or (done[i] < hi and spent[i] < budget)
+
+    enabled = gc.isenabled()
+    gc.disable()  # no collection pauses inside the timed calls
+    try:
+        while any(more(i) for i in range(len(fns))):
+            for i, fn in enumerate(fns):
+                if more(i):
+                    t0 = time.perf_counter()
+                    fn()
+                    t = time.perf_counter() - t0
+                    best[i] = min(best[i], t)
+                    spent[i] += t
+                    done[i] += 1
+    finally:
+        if enabled:
+            gc.enable()
+    return best
+
+
+def best_of(fn: Callable[[], object], repeat: int) -> Tuple[float, object]:
+    """One untimed warm-up call (its result is returned), then the best of ``repeat``
+    consecutive calls (timeit-style)."""
+    result = fn()
+    return side_by_side([fn], [(repeat, repeat, 0.0)])[0], result
