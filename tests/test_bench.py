@@ -1,0 +1,81 @@
+"""The benchmark's building blocks that asv shares: the timing loop, the shapes, and the
+one home of output sizes and flops (checked against the testing kit's independent
+reference)."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+import conv.testing as kit
+from conv import _geometry
+from conv.bench import shapes, timing
+
+
+def test_side_by_side_interleaves_and_counts_calls():
+    calls = []
+    best = timing.side_by_side(
+        [lambda: calls.append("a"), lambda: calls.append("b")], [(3, 3, 0.0), (1, 1, 0.0)])
+    assert calls == ["a", "b", "a", "a"]  # interleaved while both want more
+    assert len(best) == 2 and all(t >= 0 for t in best)
+
+
+def test_side_by_side_stops_at_the_time_budget_and_at_the_cap():
+    calls = []
+    timing.side_by_side([lambda: calls.append(1)], [(2, 1000, 0.0)])
+    assert len(calls) == 2  # no budget: the minimum only
+    calls.clear()
+    timing.side_by_side([lambda: calls.append(1)], [(1, 5, 1e9)])
+    assert len(calls) == 5  # budget left: up to the cap
+
+
+def test_best_of_warms_up_then_times_repeat_calls():
+    results = iter(range(100))
+    seconds, first = timing.best_of(lambda: next(results), 4)
+    assert first == 0 and next(results) == 5 and seconds >= 0
+
+
+def test_asv_loads_the_same_shapes_and_timing_loop_by_path():
+    """asv_bench/benchmarks/common.py loads conv/bench/{shapes,timing}.py by path (older
+    commits have no conv.bench): both must import with the standard library alone."""
+    root = Path(__file__).resolve().parents[1]
+    for name, module in (("shapes", shapes), ("timing", timing)):
+        path = root / "conv" / "bench" / f"{name}.py"
+        if not path.is_file():
+            pytest.skip("not run from a source checkout")
+        spec = importlib.util.spec_from_file_location(f"_by_path_{name}", path)
+        loaded = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loaded)
+        imported = {line.split()[1].split(".")[0] for line in path.read_text().splitlines()
+                    if line.startswith(("import ", "from ")) and not line.startswith("from __")}
+        assert imported <= {"gc", "math", "time", "typing"}, (name, imported)
+    assert loaded.side_by_side.__doc__ == timing.side_by_side.__doc__
+
+
+@pytest.mark.parametrize("x_shape,w_shape", shapes.NAMED_SHAPES.values(),
+                         ids=list(shapes.NAMED_SHAPES))
+def test_named_shapes_parse_back_to_themselves(x_shape, w_shape):
+    text = "{},{},{},{}:{},{},{}".format(*x_shape, w_shape[0], w_shape[1], w_shape[3])
+    name, xs, ws = shapes.parse_shape(text)
+    assert (xs, ws) == (x_shape, w_shape) and shapes.NAMED_SHAPES[name] == (x_shape, w_shape)
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 8, 13])
+@pytest.mark.parametrize("k,s,d", [(1, 1, 1), (3, 1, 1), (3, 2, 1), (2, 3, 2), (5, 1, 3)])
+@pytest.mark.parametrize("padding", ["VALID", "SAME", ((1, 2), (0, 0))])
+def test_geometry_agrees_with_the_independent_reference(size, k, s, d, padding):
+    """conv._geometry (the front end's sizes) against conv.testing's own computation."""
+    x_shape, w_shape = (1, size, 1, 1), (k, 1, 1, 1)  # the width axis always fits
+    if padding == "SAME":
+        expect = kit.output_shape(x_shape, w_shape, stride=s, padding="SAME", dilation=d)
+        assert _geometry.same_out_size(size, s) == expect[1]
+        return
+    pads = (0, 0) if padding == "VALID" else padding[0]
+    padded = size + pads[0] + pads[1]
+    if padded < _geometry.span(k, d):
+        return  # the kernel does not fit: the front end refuses (tested in test_frontend)
+    expect = kit.output_shape(x_shape, w_shape, stride=s, dilation=d,
+                              padding=padding if padding == "VALID" else (pads, (0, 0)))
+    assert _geometry.out_size(padded, k, s, d) == expect[1]
+    assert _geometry.dense_size(padded, k, d) == kit.output_shape(
+        (1, padded, 1, 1), (k, 1, 1, 1), dilation=d)[1]
+    assert _geometry.flops(expect, w_shape) == 2 * expect[1] * expect[2] * k
