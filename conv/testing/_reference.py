@@ -1,4 +1,15 @@
-"""The exact reference: TensorFlow's padding and output-size rules and the conv2d sum."""
+"""The exact reference: TensorFlow's padding and output-size rules and the conv2d sum.
+
+This module deliberately recomputes, independently of conv's front end
+(``conv/_frontend.py``), the output sizes (:func:`output_shape`), the padding
+by TensorFlow's rules (:func:`explicit_padding`) and the stride and dilation
+pairs. It also computes the sum itself (:func:`reference_conv2d`, accumulated
+in extended precision) rather than calling a conv method. The repetition is on
+purpose. A reference that called conv's code would share its mistakes and could
+never catch them. Issue 12 asks for one home for output-size computation
+(``conv/_frontend.py``) everywhere else and names the testing kit as the
+exception. Do not replace these functions with calls into ``conv``.
+"""
 from __future__ import annotations
 
 import numbers
