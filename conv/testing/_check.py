@@ -51,7 +51,6 @@ def _check_one(name, x, w, kwargs, dtype, label, bases=None, threads=None):
         assert_conv_close(out, expected, tolerance_scale(x, w, **kwargs), dtype)
     except AssertionError as exc:
         raise _where(name, label, exc) from exc
-    return out
 
 
 def _expect_raises(name, label, excs, fn):
@@ -233,9 +232,7 @@ def check_method(
 
         for case in _EMPTY_CASES:
             x, w = make_inputs(case, dtype, seed)
-            out = _check_one(name, x, w, case.kwargs, dtype, f"empty case {case.id!r} ({dtype})")
-            if out.shape != case.out_shape:  # pragma: no cover - _check_one checked it
-                raise _Failure(f"conv method {name!r}, {case.id}: shape {out.shape}")
+            _check_one(name, x, w, case.kwargs, dtype, f"empty case {case.id!r} ({dtype})")
 
         for label, exc, args, kwargs in _bad_inputs(dtype):
             _expect_raises(
