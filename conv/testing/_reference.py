@@ -6,9 +6,9 @@ by TensorFlow's rules (:func:`explicit_padding`) and the stride and dilation
 pairs. It also computes the sum itself (:func:`reference_conv2d`, accumulated
 in extended precision) rather than calling a conv method. The repetition is on
 purpose. A reference that called conv's code would share its mistakes and could
-never catch them. Issue 12 asks for one home for output-size computation
-(``conv/_frontend.py``) everywhere else and names the testing kit as the
-exception. Do not replace these functions with calls into ``conv``.
+never catch them. Everywhere else in conv, output sizes and flop counts have one
+home (``conv/_geometry.py``); the testing kit is the stated exception. Do not
+replace these functions with calls into ``conv``.
 """
 from __future__ import annotations
 
