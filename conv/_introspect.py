@@ -2,8 +2,9 @@
 
 conv.bench (``python -m conv``) talks to the rest of conv through the public API
 (``conv.conv2d``, ``conv.list_methods``, ``conv.get_method``, ``conv.build_info``) and,
-for what a user never needs, through the functions here and nothing else. Each says
-what it returns; change them together with conv.bench.
+for what a user never needs, through the names here and nothing else (output sizes and
+flops from conv._geometry, CPU features, the CPUs this process may use, and the
+functions below). Change them together with conv.bench.
 """
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from typing import List, Optional
 import numpy as np
 
 from . import _auto
+from ._geometry import flops, valid_out_shape  # noqa: F401 - part of this interface
 from ._buildinfo import cpu_has  # noqa: F401 - part of this interface
 from ._contract import Method
 from ._frontend import available_cpus, normalize  # noqa: F401 - part of this interface
 from ._registry import REGISTRY
+from .methods import tensorflow_conv
 
 
 def declared_methods() -> List[str]:
@@ -56,14 +59,10 @@ def fma_peak(dtype: str, threads: int, repeat: int) -> float:
 def tensorflow_module():
     """TensorFlow, imported quietly (its C++ start-up lines hidden); ImportError when
     it is absent or broken."""
-    from .methods import tensorflow_conv
-
     return tensorflow_conv.import_tensorflow(quiet=True)
 
 
 def tensorflow_conv2d(x: np.ndarray, w: np.ndarray, quiet: bool = False) -> np.ndarray:
     """tf.nn.conv2d(x, w), VALID, stride 1, called directly (no conv front end);
     ``quiet`` hides what TensorFlow prints on fd 2 meanwhile."""
-    from .methods import tensorflow_conv
-
     return tensorflow_conv.tf_conv2d(x, w, quiet=quiet)

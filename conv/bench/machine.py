@@ -10,7 +10,7 @@ import numpy as np
 
 import conv
 
-from .. import _geometry, _introspect
+from .. import _introspect
 from . import frameworks
 from .shapes import tup
 
@@ -96,7 +96,7 @@ def check_memory(shapes, dtypes) -> None:
         return
     itemsize = max(np.dtype(dt).itemsize for dt in dtypes)
     for name, xs, ws in shapes:
-        elements = math.prod(xs) + math.prod(ws) + 3 * math.prod(_geometry.valid_out_shape(xs, ws))
+        elements = math.prod(xs) + math.prod(ws) + 3 * math.prod(_introspect.valid_out_shape(xs, ws))
         need = elements * itemsize
         if need > avail:
             raise ValueError(

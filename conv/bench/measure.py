@@ -12,7 +12,7 @@ import numpy as np
 
 import conv
 
-from .. import _geometry, _introspect
+from .. import _introspect
 from . import frameworks
 from .frameworks import TF_BASELINE, TORCH_BASELINE
 from .reference import TOLERANCE, Reference, errors
@@ -39,11 +39,11 @@ class Workload:
 
     @property
     def out_shape(self) -> Shape4:
-        return _geometry.valid_out_shape(self.x_shape, self.w_shape)
+        return _introspect.valid_out_shape(self.x_shape, self.w_shape)
 
     @property
     def flops(self) -> int:
-        return _geometry.flops(self.out_shape, self.w_shape)
+        return _introspect.flops(self.out_shape, self.w_shape)
 
     def describe(self) -> str:
         return (f"x {tup(self.x_shape)} * w {tup(self.w_shape)}, {self.dtype}, VALID, stride 1"

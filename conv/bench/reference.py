@@ -7,6 +7,7 @@ from typing import Callable, Tuple
 
 import numpy as np
 
+from ..testing import reference_conv2d
 from . import frameworks
 
 #: Largest relative error (max |out - ref| / max |ref|) accepted before a row is flagged.
@@ -30,8 +31,6 @@ def select_reference() -> Reference:
             f"tf.nn.conv2d (TensorFlow {tf.__version__}) in the same dtype, as in the article",
             lambda x, w: frameworks.tensorflow_callable(x, w)(),
         )
-    from ..testing import reference_conv2d
-
     return Reference(
         "exact",
         "conv.testing.reference_conv2d (exact: extended-precision sums, rounded to float64), "
