@@ -55,6 +55,9 @@ cdef extern from "_peak.h" nogil:
     const int CONV_PEAK_LANES_F
     const int CONV_PEAK_LANES_D
 
+# a driver of _drivers.h (conv_direct_f, ...)
+ctypedef void (*conv_driver)(const conv_problem* p, int threads) noexcept nogil
+
 ctypedef fused real:
     float
     double
@@ -63,29 +66,8 @@ SIMD = CONV_SIMD.decode()
 POOL = CONV_POOL_KIND.decode()
 #: lanes of the FMA loop's vectors (fma_loop's flops = 2 x 12 accumulators x lanes per turn)
 PEAK_LANES = {"float32": CONV_PEAK_LANES_F, "float64": CONV_PEAK_LANES_D}
-MR = CONV_MR
+#: output channels per tile, by dtype (the packed weights' last axis)
 NR = {"float32": CONV_NR_F, "float64": CONV_NR_D}
-
-
-cdef conv_problem _problem(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
-                           const real[::1] zeros, real[:, :, :, ::1] out,
-                           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
-                           Py_ssize_t pt, Py_ssize_t pl, bint zeros_exact,
-                           bint blocks_outer):
-    cdef conv_problem p
-    # an empty x (H or W = 0 with padding) or w (C_in = 0) is never read: every tap is
-    # padding or every sum is empty, so a valid dummy pointer stands in
-    p.zeros = &zeros[0]
-    p.x = &x[0, 0, 0, 0] if x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] else p.zeros
-    p.wp = &wp[0, 0, 0, 0, 0] if wp.shape[0] * wp.shape[1] * wp.shape[2] * wp.shape[3] else p.zeros
-    p.out = &out[0, 0, 0, 0] if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] else NULL
-    p.N, p.H, p.W, p.CI = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
-    p.ncot, p.KH, p.KW, p.nr = wp.shape[0], wp.shape[1], wp.shape[2], wp.shape[4]
-    p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
-    p.sh, p.sw, p.dh, p.dw, p.pt, p.pl = sh, sw, dh, dw, pt, pl
-    p.zeros_exact, p.blocks_outer = zeros_exact, blocks_outer
-    p.intr = NULL
-    return p
 
 
 cdef int _poll_signals(void* pending) noexcept nogil:
@@ -120,6 +102,38 @@ cdef class _Interrupt:
             raise self.pending[0]
 
 
+cdef _drive(conv_driver f32, conv_driver f64, const real[:, :, :, ::1] x,
+            const real[:, :, :, :, ::1] wp, const real[::1] zeros, real[:, :, :, ::1] out,
+            Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt,
+            Py_ssize_t pl, bint zeros_exact, bint blocks_outer, int threads):
+    """Every entry point's body: describe the problem to C and run driver `f32` or `f64`
+    (by dtype) with the GIL released. Ctrl-C during the call raises its
+    KeyboardInterrupt once every thread has stopped, and leaves no partial result."""
+    cdef conv_problem p
+    cdef _Interrupt intr
+    if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] == 0:
+        return
+    # an empty x (H or W = 0 with padding) or w (C_in = 0) is never read: every tap is
+    # padding or every sum is empty, so a valid dummy pointer stands in
+    p.zeros = &zeros[0]
+    p.x = &x[0, 0, 0, 0] if x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] else p.zeros
+    p.wp = &wp[0, 0, 0, 0, 0] if wp.shape[0] * wp.shape[1] * wp.shape[2] * wp.shape[3] else p.zeros
+    p.out = &out[0, 0, 0, 0]
+    p.N, p.H, p.W, p.CI = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    p.ncot, p.KH, p.KW, p.nr = wp.shape[0], wp.shape[1], wp.shape[2], wp.shape[4]
+    p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
+    p.sh, p.sw, p.dh, p.dw, p.pt, p.pl = sh, sw, dh, dw, pt, pl
+    p.zeros_exact, p.blocks_outer = zeros_exact, blocks_outer
+    intr = _Interrupt()
+    p.intr = &intr.c
+    with nogil:
+        if real is float:
+            f32(&p, threads)
+        else:
+            f64(&p, threads)
+    intr.finish()
+
+
 def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
                   const real[::1] zeros, real[:, :, :, ::1] out,
                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
@@ -132,18 +146,8 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     padding. zeros_exact: every weight is finite (see _tile.h). blocks_outer: task
     order; it changes speed, never results. threads: at most this many threads.
     """
-    cdef conv_problem p = _problem(x, wp, zeros, out, sh, sw, dh, dw, pt, pl,
-                                   zeros_exact, blocks_outer)
-    cdef _Interrupt intr = _Interrupt()
-    if p.out == NULL:
-        return
-    p.intr = &intr.c
-    with nogil:
-        if real is float:
-            conv_direct_f(&p, threads)
-        else:
-            conv_direct_d(&p, threads)
-    intr.finish()  # Ctrl-C during the call: its KeyboardInterrupt, no partial result
+    _drive(conv_direct_f, conv_direct_d, x, wp, zeros, out, sh, sw, dh, dw, pt, pl,
+           zeros_exact, blocks_outer, threads)
 
 
 def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
@@ -155,18 +159,8 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     (C_in x NR) product over the strided input slice, accumulated into the output,
     blocked so the block being accumulated stays in cache. Same arguments as
     conv2d_direct."""
-    cdef conv_problem p = _problem(x, wp, zeros, out, sh, sw, dh, dw, pt, pl,
-                                   zeros_exact, blocks_outer)
-    cdef _Interrupt intr = _Interrupt()
-    if p.out == NULL:
-        return
-    p.intr = &intr.c
-    with nogil:
-        if real is float:
-            conv_matmul_f(&p, threads)
-        else:
-            conv_matmul_d(&p, threads)
-    intr.finish()  # Ctrl-C during the call: its KeyboardInterrupt, no partial result
+    _drive(conv_matmul_f, conv_matmul_d, x, wp, zeros, out, sh, sw, dh, dw, pt, pl,
+           zeros_exact, blocks_outer, threads)
 
 
 cdef struct _PeakJob:
