@@ -5,7 +5,8 @@
  *
  * (MR x NR = output pixels x output channels; the ISA is CONV_ISA, see _simd.h). Each
  * build compiles one kernel per element type, which the drivers call by the
- * build-independent names CONV_UKERNEL_F32 / CONV_UKERNEL_F64.
+ * build-independent names CONV_UKERNEL_F32 / CONV_UKERNEL_F64, and lists them all in
+ * conv_ukernels (at the end).
  */
 #ifndef CONV_UKERNEL_H
 #define CONV_UKERNEL_H
@@ -68,6 +69,8 @@ CONV_STATIC_ASSERT(1 <= CONV_MR && CONV_MR <= 8 && 1 <= CONV_NV && CONV_NV <= 4,
               ptrdiff_t W, ptrdiff_t CI, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sh,         \
               ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt, ptrdiff_t pl,        \
               int zeros_exact, int accumulate)
+typedef CONV_UKERNEL_SIGNATURE((*conv_ukernel_f32_fn), float, );
+typedef CONV_UKERNEL_SIGNATURE((*conv_ukernel_f64_fn), double, );
 
 /* Entry assertions of every kernel (CONV_DEBUG builds only). */
 #define CONV_UKERNEL_CHECK_ARGS(NR)                                                        \
@@ -150,5 +153,23 @@ CONV_SCALAR_TILE(CONV_UKERNEL_F64, double, CONV_NR_D)
 #undef CONV_SCALAR_TILE
 
 #endif
+
+/* Every micro-kernel of this build, for the tests (UKERNELS and ukernel() in
+ * _kernels.pxi). Called only through this table, so the drivers' direct calls are
+ * compiled (inlined, specialized) exactly as without it. */
+typedef struct {
+    const char *name, *dtype, *isa;
+    int mr, nr;
+    conv_ukernel_f32_fn f32; /* the kernel, for float32 ... */
+    conv_ukernel_f64_fn f64; /* ... or for float64; the other is NULL */
+} conv_ukernel_entry;
+
+static const conv_ukernel_entry conv_ukernels[] = {
+    {CONV_STR(CONV_UKERNEL_F32), "float32", CONV_STR(CONV_ISA), CONV_MR, CONV_NR_F,
+     CONV_UKERNEL_F32, NULL},
+    {CONV_STR(CONV_UKERNEL_F64), "float64", CONV_STR(CONV_ISA), CONV_MR, CONV_NR_D,
+     NULL, CONV_UKERNEL_F64},
+};
+#define CONV_NUM_UKERNELS ((int)(sizeof conv_ukernels / sizeof conv_ukernels[0]))
 
 #endif /* CONV_UKERNEL_H */
