@@ -3,7 +3,8 @@
 Everything about compilation lives here, once:
   * Cython directives: boundscheck/wraparound/initializedcheck off, cdivision on,
     language_level 3. CONV_DEBUG=1 turns the checks back on (bounds errors become
-    IndexError instead of undefined behaviour) and builds with -O0 -g.
+    IndexError instead of undefined behaviour), builds with -O0 -g and defines
+    CONV_DEBUG for the C code (the micro-kernels' entry assertions, _simd.h).
   * Threads: on POSIX systems the kernels run on conv's own pthreads pool
     (conv/methods/_pool.h; -pthread). Elsewhere (MSVC) OpenMP, proved by compiling,
     linking and running a tiny program; if that fails the build is serial and a
@@ -132,6 +133,8 @@ class BuildExt(build_ext):
         ctype = self.compiler.compiler_type
         posix = os.name == "posix" and ctype != "msvc"
         omp, macros = None, []
+        if DEBUG:
+            macros.append(("CONV_DEBUG", "1"))
         if SERIAL:
             print("conv: CONV_SERIAL is set: building the serial (one thread) version")
             macros.append(("CONV_SERIAL", "1"))

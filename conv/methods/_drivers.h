@@ -41,8 +41,9 @@ static ptrdiff_t conv_tasks(const conv_problem *p) {
     return p->ncot * p->N * per_image;
 }
 
-/* One task body per (element type, order), from one template. */
-#define CONV_DRIVER(T, TILE, NAME, MATMUL)                                                 \
+/* One task body per (element type, order), from one template; TILE is the micro-kernel,
+ * whose tiles are NR channels wide (the packed weights' nr). */
+#define CONV_DRIVER(T, TILE, NR, NAME, MATMUL)                                             \
 static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {                \
     const conv_problem *p = (const conv_problem *)ctx;                                     \
     const T *x = (const T *)p->x, *wp = (const T *)p->wp, *zeros = (const T *)p->zeros;   \
@@ -95,14 +96,15 @@ static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {     
 }                                                                                          \
 static void NAME(const conv_problem *p, int threads) {                                     \
     ptrdiff_t ntask;                                                                       \
+    CONV_ASSERT(p->nr == (NR) && p->x && p->wp && p->zeros);                               \
     if (p->CO == 0) return;                                                                \
     ntask = conv_tasks(p);                                                                 \
     conv_pool_run(threads, ntask, conv_chunk(ntask, threads), NAME##_tasks, p);            \
 }
 
-CONV_DRIVER(float, conv_tile_f, conv_direct_f, 0)
-CONV_DRIVER(double, conv_tile_d, conv_direct_d, 0)
-CONV_DRIVER(float, conv_tile_f, conv_matmul_f, 1)
-CONV_DRIVER(double, conv_tile_d, conv_matmul_d, 1)
+CONV_DRIVER(float, CONV_UKERNEL_F32, CONV_NR_F, conv_direct_f, 0)
+CONV_DRIVER(double, CONV_UKERNEL_F64, CONV_NR_D, conv_direct_d, 0)
+CONV_DRIVER(float, CONV_UKERNEL_F32, CONV_NR_F, conv_matmul_f, 1)
+CONV_DRIVER(double, CONV_UKERNEL_F64, CONV_NR_D, conv_matmul_d, 1)
 
 #endif /* CONV_DRIVERS_H */

@@ -4,6 +4,7 @@
 # problem description to the C drivers in _drivers.h, with the GIL released. The drivers
 # split the work into tasks (channel tile x block of pixel tiles) for conv's thread pool
 # (_pool.h) and run each tile on the register-blocked micro-kernel (_ukernel.h, _tile.h).
+# ukernel() and UKERNELS expose the micro-kernels themselves, for the tests.
 #
 # Every output element is summed in the order (i, j, c_in) whatever the thread count, so
 # threads=1, threads=k and the serial build agree bit for bit, and "direct" and "matmul"
@@ -13,6 +14,27 @@ cdef extern from "_ukernel.h" nogil:
     const int CONV_NR_F
     const int CONV_NR_D
     const char* CONV_SIMD
+    ctypedef void (*conv_ukernel_f32_fn)(
+        const float* x, const float* wp, const float* zeros, float* out, Py_ssize_t CO,
+        int mr, int nc, Py_ssize_t oy, Py_ssize_t ox, Py_ssize_t OW, Py_ssize_t H,
+        Py_ssize_t W, Py_ssize_t CI, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh,
+        Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl,
+        int zeros_exact, int accumulate) noexcept nogil
+    ctypedef void (*conv_ukernel_f64_fn)(
+        const double* x, const double* wp, const double* zeros, double* out, Py_ssize_t CO,
+        int mr, int nc, Py_ssize_t oy, Py_ssize_t ox, Py_ssize_t OW, Py_ssize_t H,
+        Py_ssize_t W, Py_ssize_t CI, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh,
+        Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl,
+        int zeros_exact, int accumulate) noexcept nogil
+    ctypedef struct conv_ukernel_entry:
+        const char* name
+        const char* dtype
+        const char* isa
+        int mr, nr
+        conv_ukernel_f32_fn f32
+        conv_ukernel_f64_fn f64
+    const conv_ukernel_entry conv_ukernels[]
+    const int CONV_NUM_UKERNELS
 
 from cpython.exc cimport PyErr_CheckSignals
 
@@ -55,6 +77,9 @@ cdef extern from "_peak.h" nogil:
     const int CONV_PEAK_LANES_F
     const int CONV_PEAK_LANES_D
 
+# a driver of _drivers.h (conv_direct_f, ...)
+ctypedef void (*conv_driver)(const conv_problem* p, int threads) noexcept nogil
+
 ctypedef fused real:
     float
     double
@@ -63,29 +88,23 @@ SIMD = CONV_SIMD.decode()
 POOL = CONV_POOL_KIND.decode()
 #: lanes of the FMA loop's vectors (fma_loop's flops = 2 x 12 accumulators x lanes per turn)
 PEAK_LANES = {"float32": CONV_PEAK_LANES_F, "float64": CONV_PEAK_LANES_D}
-MR = CONV_MR
+#: output channels per tile, by dtype (the packed weights' last axis)
 NR = {"float32": CONV_NR_F, "float64": CONV_NR_D}
 
 
-cdef conv_problem _problem(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
-                           const real[::1] zeros, real[:, :, :, ::1] out,
-                           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
-                           Py_ssize_t pt, Py_ssize_t pl, bint zeros_exact,
-                           bint blocks_outer):
-    cdef conv_problem p
-    # an empty x (H or W = 0 with padding) or w (C_in = 0) is never read: every tap is
-    # padding or every sum is empty, so a valid dummy pointer stands in
-    p.zeros = &zeros[0]
-    p.x = &x[0, 0, 0, 0] if x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] else p.zeros
-    p.wp = &wp[0, 0, 0, 0, 0] if wp.shape[0] * wp.shape[1] * wp.shape[2] * wp.shape[3] else p.zeros
-    p.out = &out[0, 0, 0, 0] if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] else NULL
-    p.N, p.H, p.W, p.CI = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
-    p.ncot, p.KH, p.KW, p.nr = wp.shape[0], wp.shape[1], wp.shape[2], wp.shape[4]
-    p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
-    p.sh, p.sw, p.dh, p.dw, p.pt, p.pl = sh, sw, dh, dw, pt, pl
-    p.zeros_exact, p.blocks_outer = zeros_exact, blocks_outer
-    p.intr = NULL
-    return p
+cdef dict _ukernel_listing():
+    cdef const conv_ukernel_entry* e
+    cdef int k
+    listing = {}
+    for k in range(CONV_NUM_UKERNELS):
+        e = &conv_ukernels[k]
+        listing[e.name.decode()] = (e.dtype.decode(), e.mr, e.nr, e.isa.decode())
+    return listing
+
+
+#: every micro-kernel compiled into this extension, for the tests:
+#: name -> (dtype, MR, NR, ISA), e.g. "conv_f32_direct_6x16__avx2" -> ("float32", 6, 16, "avx2")
+UKERNELS = _ukernel_listing()
 
 
 cdef int _poll_signals(void* pending) noexcept nogil:
@@ -120,6 +139,38 @@ cdef class _Interrupt:
             raise self.pending[0]
 
 
+cdef _drive(conv_driver f32, conv_driver f64, const real[:, :, :, ::1] x,
+            const real[:, :, :, :, ::1] wp, const real[::1] zeros, real[:, :, :, ::1] out,
+            Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt,
+            Py_ssize_t pl, bint zeros_exact, bint blocks_outer, int threads):
+    """Every entry point's body: describe the problem to C and run driver `f32` or `f64`
+    (by dtype) with the GIL released. Ctrl-C during the call raises its
+    KeyboardInterrupt once every thread has stopped, and leaves no partial result."""
+    cdef conv_problem p
+    cdef _Interrupt intr
+    if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] == 0:
+        return
+    # an empty x (H or W = 0 with padding) or w (C_in = 0) is never read: every tap is
+    # padding or every sum is empty, so a valid dummy pointer stands in
+    p.zeros = &zeros[0]
+    p.x = &x[0, 0, 0, 0] if x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] else p.zeros
+    p.wp = &wp[0, 0, 0, 0, 0] if wp.shape[0] * wp.shape[1] * wp.shape[2] * wp.shape[3] else p.zeros
+    p.out = &out[0, 0, 0, 0]
+    p.N, p.H, p.W, p.CI = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    p.ncot, p.KH, p.KW, p.nr = wp.shape[0], wp.shape[1], wp.shape[2], wp.shape[4]
+    p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
+    p.sh, p.sw, p.dh, p.dw, p.pt, p.pl = sh, sw, dh, dw, pt, pl
+    p.zeros_exact, p.blocks_outer = zeros_exact, blocks_outer
+    intr = _Interrupt()
+    p.intr = &intr.c
+    with nogil:
+        if real is float:
+            f32(&p, threads)
+        else:
+            f64(&p, threads)
+    intr.finish()
+
+
 def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
                   const real[::1] zeros, real[:, :, :, ::1] out,
                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
@@ -132,18 +183,8 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     padding. zeros_exact: every weight is finite (see _tile.h). blocks_outer: task
     order; it changes speed, never results. threads: at most this many threads.
     """
-    cdef conv_problem p = _problem(x, wp, zeros, out, sh, sw, dh, dw, pt, pl,
-                                   zeros_exact, blocks_outer)
-    cdef _Interrupt intr = _Interrupt()
-    if p.out == NULL:
-        return
-    p.intr = &intr.c
-    with nogil:
-        if real is float:
-            conv_direct_f(&p, threads)
-        else:
-            conv_direct_d(&p, threads)
-    intr.finish()  # Ctrl-C during the call: its KeyboardInterrupt, no partial result
+    _drive(conv_direct_f, conv_direct_d, x, wp, zeros, out, sh, sw, dh, dw, pt, pl,
+           zeros_exact, blocks_outer, threads)
 
 
 def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
@@ -155,18 +196,52 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     (C_in x NR) product over the strided input slice, accumulated into the output,
     blocked so the block being accumulated stays in cache. Same arguments as
     conv2d_direct."""
-    cdef conv_problem p = _problem(x, wp, zeros, out, sh, sw, dh, dw, pt, pl,
-                                   zeros_exact, blocks_outer)
-    cdef _Interrupt intr = _Interrupt()
-    if p.out == NULL:
-        return
-    p.intr = &intr.c
-    with nogil:
-        if real is float:
-            conv_matmul_f(&p, threads)
-        else:
-            conv_matmul_d(&p, threads)
-    intr.finish()  # Ctrl-C during the call: its KeyboardInterrupt, no partial result
+    _drive(conv_matmul_f, conv_matmul_d, x, wp, zeros, out, sh, sw, dh, dw, pt, pl,
+           zeros_exact, blocks_outer, threads)
+
+
+def ukernel(str name, const real[:, :, ::1] x, const real[:, :, :, ::1] wp,
+            const real[::1] zeros, real[::1] out, Py_ssize_t co, int mr, int nc,
+            Py_ssize_t oy, Py_ssize_t ox, Py_ssize_t ow, Py_ssize_t sh, Py_ssize_t sw,
+            Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl, bint zeros_exact,
+            bint accumulate):
+    """For the tests: one call of micro-kernel `name` (a key of UKERNELS), checked.
+
+    x: one image (H, W, C_in); wp: one channel tile's packed weights (KH, KW, C_in, NR);
+    zeros: at least KW*C_in zeros; out: the tile's first output pixel at out[0], `co`
+    elements between pixels; mr pixels from output pixel (oy, ox) of a grid `ow` wide,
+    nc channels. The rest as for the drivers (see _tile.h)."""
+    cdef const real* xp
+    cdef const real* wpp
+    cdef const conv_ukernel_entry* e = NULL
+    cdef Py_ssize_t H = x.shape[0], W = x.shape[1], CI = x.shape[2]
+    cdef Py_ssize_t KH = wp.shape[0], KW = wp.shape[1]
+    cdef int k
+    cdef str dtype = "float32" if real is float else "float64"
+    for k in range(CONV_NUM_UKERNELS):
+        if conv_ukernels[k].name.decode() == name and conv_ukernels[k].dtype.decode() == dtype:
+            e = &conv_ukernels[k]
+    if e == NULL:
+        raise ValueError(f"no {dtype} micro-kernel {name!r} in this build: {list(UKERNELS)}")
+    if wp.shape[2] != CI or wp.shape[3] != e.nr or KH < 1 or KW < 1:
+        raise ValueError(f"wp must be (KH >= 1, KW >= 1, {CI}, {e.nr})")
+    if not (1 <= mr <= e.mr and 1 <= nc <= e.nr and (mr == 1 or co >= nc)):
+        raise ValueError(f"need 1 <= mr <= {e.mr}, 1 <= nc <= {e.nr}, co >= nc")
+    if out.shape[0] < (mr - 1) * co + nc or zeros.shape[0] < max(1, KW * CI):
+        raise ValueError("out or zeros too short")
+    if any(zeros[k] != 0 for k in range(KW * CI)):
+        raise ValueError("zeros must be zeros")
+    if not (oy >= 0 and 0 <= ox < ow and min(sh, sw, dh, dw) >= 1):
+        raise ValueError("need oy >= 0, 0 <= ox < ow, strides and dilations >= 1")
+    # as in _drive: an empty x or wp is never read
+    xp = &x[0, 0, 0] if H * W * CI else &zeros[0]
+    wpp = &wp[0, 0, 0, 0] if CI else &zeros[0]
+    if real is float:
+        e.f32(xp, wpp, &zeros[0], &out[0], co, mr, nc, oy, ox, ow, H, W, CI, KH, KW, sh, sw,
+              dh, dw, pt, pl, zeros_exact, accumulate)
+    else:
+        e.f64(xp, wpp, &zeros[0], &out[0], co, mr, nc, oy, ox, ow, H, W, CI, KH, KW, sh, sw,
+              dh, dw, pt, pl, zeros_exact, accumulate)
 
 
 cdef struct _PeakJob:

@@ -1,5 +1,5 @@
 /* The machine's arithmetic ceiling for this build: a loop of independent fused
- * multiply-adds on the same vector width the micro-kernels use (see _ukernel.h), so
+ * multiply-adds on the same vectors the micro-kernels use (_simd.h), so
  * "% peak" in the main job compares the kernels with what this build's instructions can
  * do on this CPU, not with another library's matmul.
  *
@@ -10,20 +10,12 @@
 #ifndef CONV_PEAK_H
 #define CONV_PEAK_H
 #include <string.h>
+#include "_simd.h"
 
 #define CONV_PEAK_ACC 12
 
-#if (defined(__GNUC__) || defined(__clang__)) && !defined(CONV_NO_VECTOR_EXT)
-typedef float conv_peak_vf __attribute__((vector_size(32)));
-typedef double conv_peak_vd __attribute__((vector_size(32)));
-#define CONV_PEAK_LANES_F 8
-#define CONV_PEAK_LANES_D 4
-#else
-typedef float conv_peak_vf;
-typedef double conv_peak_vd;
-#define CONV_PEAK_LANES_F 1
-#define CONV_PEAK_LANES_D 1
-#endif
+#define CONV_PEAK_LANES_F CONV_LANES_F32
+#define CONV_PEAK_LANES_D CONV_LANES_F64
 
 #define CONV_PEAK_LOOP(T, E, n, seed, out)                                        \
     do {                                                                          \
@@ -47,14 +39,14 @@ typedef double conv_peak_vd;
 /* n iterations of CONV_PEAK_ACC vector FMAs; returns one lane of the sum. */
 static double conv_peak_f(long long n, double seed) {
     float r[CONV_PEAK_LANES_F];
-    CONV_PEAK_LOOP(conv_peak_vf, float, n, seed, r);
+    CONV_PEAK_LOOP(conv_vf32, float, n, seed, r);
     CONV_PEAK_SUM(r, CONV_PEAK_LANES_F, float);
     return (double)r[0];
 }
 
 static double conv_peak_d(long long n, double seed) {
     double r[CONV_PEAK_LANES_D];
-    CONV_PEAK_LOOP(conv_peak_vd, double, n, seed, r);
+    CONV_PEAK_LOOP(conv_vf64, double, n, seed, r);
     CONV_PEAK_SUM(r, CONV_PEAK_LANES_D, double);
     return r[0];
 }

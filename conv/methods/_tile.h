@@ -1,8 +1,9 @@
 /* One output tile of the convolution: MR consecutive output pixels of image n (in
  * the flattened (oy, ox) order, so a tile may cross the end of an output row) times
- * NR output channels, summed over kernel taps and input channels. Included by
- * _ukernel.h once per element type with T (element), V (a 32-byte vector of T), L
- * (lanes of V), LOADV/STOREV and TILE (the function's name) defined.
+ * NR output channels, summed over kernel taps and input channels. A template: included
+ * by _ukernel.h once per element type with T (element), V (a vector of T), L (lanes of
+ * V), NR (CONV_NV * L), LOADV/STOREV and TILE (the kernel's name) defined. The MR x NV
+ * accumulators c<r>_<v> are unrolled with CONV_ROWS / CONV_VECS (_ukernel.h).
  *
  * x      image n of the input, (H, W, CI) contiguous, unpadded
  * wp     packed weights of this channel tile, (KH, KW, CI, NR), zero past C_out
@@ -20,58 +21,62 @@
  * Each output element is accumulated in the order (i, j, c_in) whatever the path,
  * tile position or thread count.
  */
-#define NR (2 * L)
-/* Below this many rows in range, running just those rows beats the 6-row path fed
+CONV_STATIC_ASSERT(NR == CONV_NV * L, "a tile row is CONV_NV vectors");
+
+/* Below this many rows in range, running just those rows beats the MR-row path fed
  * with zeros. Either way each sum is the same (skipping a tap adds nothing). */
 #ifndef CONV_MIN_ROWS
 #define CONV_MIN_ROWS 4
 #endif
 
-#define CONV_FMA_ROW(A, CA, CB) do { const T a_ = (A); CA += w0 * a_; CB += w1 * a_; } while (0)
+/* Pieces of the unrolled code for row r and vector v: accumulator c<r>_<v>, weights w<v>
+ * (of input k), row r's inputs q<r>_. CONV_ROW_STORE steps out by CO a row. */
+#define CONV_ACC_ZERO(r, v) V c##r##_##v = {0};
+#define CONV_ACC_LOAD(r, v) c##r##_##v = LOADV(src + r * ld + v * L);
+#define CONV_ACC_STORE(r, v) STOREV(out + v * L, c##r##_##v);
+#define CONV_ACC_STORE_TMP(r, v) STOREV(tmp + r * NR + v * L, c##r##_##v);
+#define CONV_W_LOAD(_, v) const V w##v = LOADV(wt_ + k * NR + v * L);
+#define CONV_FMA(r, v) c##r##_##v += w##v * a_;
+#define CONV_ROW_PTR(r) const T *const q##r##_ = qs_[r];
+#define CONV_ROW_FMA(r) { const T a_ = q##r##_[k]; CONV_VECS(CONV_FMA, r) }
+#define CONV_ROW_ZERO(r) CONV_VECS(CONV_ACC_ZERO, r)
+#define CONV_ROW_LOAD(r) CONV_VECS(CONV_ACC_LOAD, r)
+#define CONV_ROW_STORE(r) CONV_VECS(CONV_ACC_STORE, r) out += CO;
+#define CONV_ROW_STORE_TMP(r) CONV_VECS(CONV_ACC_STORE_TMP, r)
 
-/* All MR rows, K consecutive (input, weight row) pairs from row pointers Q[0..5]. */
+/* All MR rows, K consecutive (input, weight row) pairs from row pointers Q[0..MR-1]. */
 #define CONV_FULL(Q, WT, K)                                                    \
     do {                                                                       \
-        const T *q0 = (Q)[0], *q1 = (Q)[1], *q2 = (Q)[2];                      \
-        const T *q3 = (Q)[3], *q4 = (Q)[4], *q5 = (Q)[5];                      \
-        const T *wt_ = (WT);                                                   \
+        const T *const *qs_ = (Q);                                             \
+        CONV_ROWS(CONV_ROW_PTR)                                                \
+        const T *const wt_ = (WT);                                             \
         const ptrdiff_t kk_ = (K);                                             \
         for (ptrdiff_t k = 0; k < kk_; k++) {                                  \
-            const V w0 = LOADV(wt_ + k * NR), w1 = LOADV(wt_ + k * NR + L);    \
-            CONV_FMA_ROW(q0[k], c00, c01);                                     \
-            CONV_FMA_ROW(q1[k], c10, c11);                                     \
-            CONV_FMA_ROW(q2[k], c20, c21);                                     \
-            CONV_FMA_ROW(q3[k], c30, c31);                                     \
-            CONV_FMA_ROW(q4[k], c40, c41);                                     \
-            CONV_FMA_ROW(q5[k], c50, c51);                                     \
+            CONV_VECS(CONV_W_LOAD, _)                                          \
+            CONV_ROWS(CONV_ROW_FMA)                                            \
         }                                                                      \
     } while (0)
 
-/* One row R only (the skip path for non-finite weights). */
-#define CONV_ONE(R, Q, WT, CA, CB)                                             \
-    do {                                                                       \
-        const T *q_ = (Q);                                                     \
+/* Row r alone, CI pairs from q[r] and wt, if ok[r] (the skip path). */
+#define CONV_ONE(r)                                                            \
+    if (ok[r]) {                                                               \
+        const T *const q##r##_ = q[r], *const wt_ = wt;                        \
         for (ptrdiff_t k = 0; k < CI; k++) {                                   \
-            const V w0 = LOADV((WT) + k * NR), w1 = LOADV((WT) + k * NR + L);  \
-            CONV_FMA_ROW(q_[k], CA, CB);                                       \
+            CONV_VECS(CONV_W_LOAD, _)                                          \
+            CONV_ROW_FMA(r)                                                    \
         }                                                                      \
-    } while (0)
+    }
 
-static void TILE(const T *restrict x, const T *restrict wp, const T *restrict zeros,
-                 T *restrict out, ptrdiff_t CO, int mr, int nc, ptrdiff_t oy, ptrdiff_t ox,
-                 ptrdiff_t OW,
-                 ptrdiff_t H, ptrdiff_t W, ptrdiff_t CI, ptrdiff_t KH, ptrdiff_t KW,
-                 ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt,
-                 ptrdiff_t pl, int zeros_exact, int accumulate)
+static CONV_UKERNEL_SIGNATURE(TILE, T, restrict)
 {
-    V c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};
-    V c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
+    CONV_ROWS(CONV_ROW_ZERO)
     ptrdiff_t iy0[CONV_MR], ix0[CONV_MR];
     const T *rowp[CONV_MR], *q[CONV_MR];
     int rowok[CONV_MR], ok[CONV_MR];
     ptrdiff_t i, j;
     int r;
 
+    CONV_UKERNEL_CHECK_ARGS(NR);
     if (accumulate) {
         T tmp[CONV_MR * NR];
         const T *src = tmp;
@@ -84,12 +89,7 @@ static void TILE(const T *restrict x, const T *restrict wp, const T *restrict ze
             for (r = 0; r < mr; r++)
                 memcpy(tmp + r * NR, out + r * CO, (size_t)nc * sizeof(T));
         }
-        c00 = LOADV(src);          c01 = LOADV(src + L);
-        c10 = LOADV(src + ld);     c11 = LOADV(src + ld + L);
-        c20 = LOADV(src + 2 * ld); c21 = LOADV(src + 2 * ld + L);
-        c30 = LOADV(src + 3 * ld); c31 = LOADV(src + 3 * ld + L);
-        c40 = LOADV(src + 4 * ld); c41 = LOADV(src + 4 * ld + L);
-        c50 = LOADV(src + 5 * ld); c51 = LOADV(src + 5 * ld + L);
+        CONV_ROWS(CONV_ROW_LOAD)
     }
 
     if (mr == CONV_MR && ox + CONV_MR <= OW) {
@@ -167,37 +167,32 @@ static void TILE(const T *restrict x, const T *restrict wp, const T *restrict ze
                 continue;
             }
             /* few rows in range (or non-finite weights): only those rows, one at a time */
-            if (ok[0]) CONV_ONE(0, q[0], wt, c00, c01);
-            if (ok[1]) CONV_ONE(1, q[1], wt, c10, c11);
-            if (ok[2]) CONV_ONE(2, q[2], wt, c20, c21);
-            if (ok[3]) CONV_ONE(3, q[3], wt, c30, c31);
-            if (ok[4]) CONV_ONE(4, q[4], wt, c40, c41);
-            if (ok[5]) CONV_ONE(5, q[5], wt, c50, c51);
+            CONV_ROWS(CONV_ONE)
         }
     }
 
 store:
     if (mr == CONV_MR && nc == NR) {
-        STOREV(out, c00); STOREV(out + L, c01); out += CO;
-        STOREV(out, c10); STOREV(out + L, c11); out += CO;
-        STOREV(out, c20); STOREV(out + L, c21); out += CO;
-        STOREV(out, c30); STOREV(out + L, c31); out += CO;
-        STOREV(out, c40); STOREV(out + L, c41); out += CO;
-        STOREV(out, c50); STOREV(out + L, c51);
+        CONV_ROWS(CONV_ROW_STORE)
     } else {
         T tmp[CONV_MR * NR];
-        STOREV(tmp + 0 * NR, c00); STOREV(tmp + 0 * NR + L, c01);
-        STOREV(tmp + 1 * NR, c10); STOREV(tmp + 1 * NR + L, c11);
-        STOREV(tmp + 2 * NR, c20); STOREV(tmp + 2 * NR + L, c21);
-        STOREV(tmp + 3 * NR, c30); STOREV(tmp + 3 * NR + L, c31);
-        STOREV(tmp + 4 * NR, c40); STOREV(tmp + 4 * NR + L, c41);
-        STOREV(tmp + 5 * NR, c50); STOREV(tmp + 5 * NR + L, c51);
+        CONV_ROWS(CONV_ROW_STORE_TMP)
         for (r = 0; r < mr; r++)
             memcpy(out + r * CO, tmp + r * NR, (size_t)nc * sizeof(T));
     }
 }
 
+#undef CONV_ACC_ZERO
+#undef CONV_ACC_LOAD
+#undef CONV_ACC_STORE
+#undef CONV_ACC_STORE_TMP
+#undef CONV_W_LOAD
+#undef CONV_FMA
+#undef CONV_ROW_PTR
+#undef CONV_ROW_FMA
+#undef CONV_ROW_ZERO
+#undef CONV_ROW_LOAD
+#undef CONV_ROW_STORE
+#undef CONV_ROW_STORE_TMP
 #undef CONV_FULL
 #undef CONV_ONE
-#undef CONV_FMA_ROW
-#undef NR

@@ -1,96 +1,142 @@
-/* conv's micro-kernels: one register-blocked output tile (see _tile.h).
+/* conv's micro-kernels: one register-blocked output tile (see _tile.h), named like
+ * XNNPACK's and BLIS's by element type, operation, geometry and ISA:
  *
- * With GCC/Clang the tile's 12 accumulators are 32-byte vector-extension values,
- * so the compiler keeps them in registers and emits whatever the build's target
- * allows: AVX2+FMA in the _avx2 extension (compiled with -mavx2 -mfma), pairs of
- * SSE2 registers in the portable one. Other compilers get a plain C tile with the
- * same summation order.
+ *     conv_f32_direct_6x16__avx2     conv_f64_direct_6x8__avx2
+ *
+ * (MR x NR = output pixels x output channels; the ISA is CONV_ISA, see _simd.h). Each
+ * build compiles one kernel per element type, which the drivers call by the
+ * build-independent names CONV_UKERNEL_F32 / CONV_UKERNEL_F64, and lists them all in
+ * conv_ukernels (at the end).
  */
 #ifndef CONV_UKERNEL_H
 #define CONV_UKERNEL_H
 #include <stddef.h>
 #include <string.h>
+#include "_simd.h"
 
-#define CONV_MR 6
-#define CONV_NR_F 16
-#define CONV_NR_D 8
+/* ---- the geometry, for every kernel: literal numbers, as they are pasted into names */
+#define CONV_MR 6    /* output pixels per tile: the rows of accumulators */
+#define CONV_NV 2    /* CONV_VBYTES-byte vectors per row */
+#define CONV_NR_F 16 /* output channels per tile, float32: CONV_NV vectors */
+#define CONV_NR_D 8  /* output channels per tile, float64: CONV_NV vectors */
 
-#if defined(__AVX2__) && defined(__FMA__)
-#define CONV_SIMD "avx2+fma"
-#elif defined(__AVX__)
-#define CONV_SIMD "avx"
-#elif defined(__SSE2__) || defined(_M_X64)
-#define CONV_SIMD "sse2"
-#elif defined(__ARM_NEON) || defined(__aarch64__)
-#define CONV_SIMD "neon"
-#else
-#define CONV_SIMD "scalar"
-#endif
+CONV_STATIC_ASSERT(CONV_NR_F * sizeof(float) == CONV_NV * CONV_VBYTES, "NR_F: NV vectors");
+CONV_STATIC_ASSERT(CONV_NR_D * sizeof(double) == CONV_NV * CONV_VBYTES, "NR_D: NV vectors");
+CONV_STATIC_ASSERT(CONV_NR_F % CONV_LANES_F32 == 0 && CONV_NR_D % CONV_LANES_F64 == 0,
+                   "NR is a whole number of vectors");
+/* The inner loop holds MR x NV accumulators, NV weight vectors and one broadcast input:
+ * within AVX2's 16 ymm registers. */
+CONV_STATIC_ASSERT(CONV_MR * CONV_NV + CONV_NV + 1 <= 16, "tile exceeds the 16 registers");
+CONV_STATIC_ASSERT(1 <= CONV_MR && CONV_MR <= 8 && 1 <= CONV_NV && CONV_NV <= 4,
+                   "CONV_ROWS / CONV_VECS below are spelled out up to 8 rows, 4 vectors");
 
-/* CONV_NO_VECTOR_EXT=1 forces the scalar tile (to test it with GCC). */
-#if (defined(__GNUC__) || defined(__clang__)) && !defined(CONV_NO_VECTOR_EXT)
+/* Unrolling, for the templates: CONV_ROWS(X) is X(0) X(1) ... X(CONV_MR - 1), one per
+ * row of the tile; CONV_VECS(X, r) is X(r, 0) ... X(r, CONV_NV - 1), one per vector. */
+#define CONV_ROWS(X) CONV_ROWS_(CONV_MR, X)
+#define CONV_ROWS_(n, X) CONV_ROWS__(n, X)
+#define CONV_ROWS__(n, X) CONV_ROWS_##n(X)
+#define CONV_ROWS_1(X) X(0)
+#define CONV_ROWS_2(X) CONV_ROWS_1(X) X(1)
+#define CONV_ROWS_3(X) CONV_ROWS_2(X) X(2)
+#define CONV_ROWS_4(X) CONV_ROWS_3(X) X(3)
+#define CONV_ROWS_5(X) CONV_ROWS_4(X) X(4)
+#define CONV_ROWS_6(X) CONV_ROWS_5(X) X(5)
+#define CONV_ROWS_7(X) CONV_ROWS_6(X) X(6)
+#define CONV_ROWS_8(X) CONV_ROWS_7(X) X(7)
+#define CONV_VECS(X, r) CONV_VECS_(CONV_NV, X, r)
+#define CONV_VECS_(n, X, r) CONV_VECS__(n, X, r)
+#define CONV_VECS__(n, X, r) CONV_VECS_##n(X, r)
+#define CONV_VECS_1(X, r) X(r, 0)
+#define CONV_VECS_2(X, r) CONV_VECS_1(X, r) X(r, 1)
+#define CONV_VECS_3(X, r) CONV_VECS_2(X, r) X(r, 2)
+#define CONV_VECS_4(X, r) CONV_VECS_3(X, r) X(r, 3)
 
-typedef float conv_vf __attribute__((vector_size(32)));
-typedef double conv_vd __attribute__((vector_size(32)));
+/* ---- names and signature */
+#define CONV_UKERNEL_NAME(dt, nr) CONV_UKERNEL_NAME_(dt, CONV_MR, nr, CONV_ISA)
+#define CONV_UKERNEL_NAME_(dt, mr, nr, isa) CONV_UKERNEL_NAME__(dt, mr, nr, isa)
+#define CONV_UKERNEL_NAME__(dt, mr, nr, isa) conv_##dt##_direct_##mr##x##nr##__##isa
+#define CONV_UKERNEL_F32 CONV_UKERNEL_NAME(f32, CONV_NR_F)
+#define CONV_UKERNEL_F64 CONV_UKERNEL_NAME(f64, CONV_NR_D)
+#define CONV_STR(s) CONV_STR_(s)
+#define CONV_STR_(s) #s
+/* The name tests/test_build.py's tile driver still uses. */
+#define conv_tile_f CONV_UKERNEL_F32
 
-static inline conv_vf conv_load_f(const float *p) { conv_vf v; memcpy(&v, p, sizeof v); return v; }
-static inline void conv_store_f(float *p, conv_vf v) { memcpy(p, &v, sizeof v); }
-static inline conv_vd conv_load_d(const double *p) { conv_vd v; memcpy(&v, p, sizeof v); return v; }
-static inline void conv_store_d(double *p, conv_vd v) { memcpy(p, &v, sizeof v); }
+/* Every kernel's signature (see _tile.h for the arguments); R: restrict or nothing. */
+#define CONV_UKERNEL_SIGNATURE(NAME, T, R)                                                 \
+    void NAME(const T *R x, const T *R wp, const T *R zeros, T *R out, ptrdiff_t CO,       \
+              int mr, int nc, ptrdiff_t oy, ptrdiff_t ox, ptrdiff_t OW, ptrdiff_t H,       \
+              ptrdiff_t W, ptrdiff_t CI, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sh,         \
+              ptrdiff_t sw, ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt, ptrdiff_t pl,        \
+              int zeros_exact, int accumulate)
+typedef CONV_UKERNEL_SIGNATURE((*conv_ukernel_f32_fn), float, );
+typedef CONV_UKERNEL_SIGNATURE((*conv_ukernel_f64_fn), double, );
+
+/* Entry assertions of every kernel (CONV_DEBUG builds only). */
+#define CONV_UKERNEL_CHECK_ARGS(NR)                                                        \
+    do {                                                                                   \
+        CONV_ASSERT(x != NULL && wp != NULL && zeros != NULL && out != NULL);              \
+        CONV_ASSERT(1 <= mr && mr <= CONV_MR && 1 <= nc && nc <= (NR));                    \
+        CONV_ASSERT(mr == 1 || CO >= nc);                                                  \
+        CONV_ASSERT(oy >= 0 && 0 <= ox && ox < OW);                                        \
+        CONV_ASSERT(H >= 0 && W >= 0 && CI >= 0 && KH >= 1 && KW >= 1);                    \
+        CONV_ASSERT(sh >= 1 && sw >= 1 && dh >= 1 && dw >= 1);                             \
+        CONV_ASSERT(KW * CI == 0 || (zeros[0] == 0 && zeros[KW * CI - 1] == 0));           \
+    } while (0)
+
+#if CONV_VECTOR_EXT
 
 #define T float
-#define V conv_vf
-#define L 8
-#define LOADV conv_load_f
-#define STOREV conv_store_f
-#define TILE conv_tile_f
+#define V conv_vf32
+#define L CONV_LANES_F32
+#define NR CONV_NR_F
+#define LOADV conv_load_f32
+#define STOREV conv_store_f32
+#define TILE CONV_UKERNEL_F32
 #include "_tile.h"
 #undef T
 #undef V
 #undef L
+#undef NR
 #undef LOADV
 #undef STOREV
 #undef TILE
 
 #define T double
-#define V conv_vd
-#define L 4
-#define LOADV conv_load_d
-#define STOREV conv_store_d
-#define TILE conv_tile_d
+#define V conv_vf64
+#define L CONV_LANES_F64
+#define NR CONV_NR_D
+#define LOADV conv_load_f64
+#define STOREV conv_store_f64
+#define TILE CONV_UKERNEL_F64
 #include "_tile.h"
 #undef T
 #undef V
 #undef L
+#undef NR
 #undef LOADV
 #undef STOREV
 #undef TILE
 
 #else /* no vector extensions: the same tile, scalar, padded taps always skipped */
 
-#undef CONV_SIMD
-#define CONV_SIMD "scalar"
-
 #define CONV_SCALAR_TILE(NAME, T, NR)                                                      \
-static void NAME(const T *x, const T *wp, const T *zeros, T *out, ptrdiff_t CO, int mr,   \
-                 int nc, ptrdiff_t oy0, ptrdiff_t ox0, ptrdiff_t OW, ptrdiff_t H, ptrdiff_t W, \
-                 ptrdiff_t CI, ptrdiff_t KH, ptrdiff_t KW, ptrdiff_t sh, ptrdiff_t sw,     \
-                 ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt, ptrdiff_t pl, int zeros_exact,  \
-                 int accumulate)                                                           \
+static CONV_UKERNEL_SIGNATURE(NAME, T, )                                                   \
 {                                                                                          \
     T acc[CONV_MR * NR];                                                                   \
     ptrdiff_t i, j, k, c; int r;                                                           \
+    CONV_UKERNEL_CHECK_ARGS(NR);                                                           \
     (void)zeros; (void)zeros_exact;                                                        \
     for (c = 0; c < CONV_MR * NR; c++) acc[c] = 0;                                         \
     if (accumulate)                                                                        \
         for (r = 0; r < mr; r++) memcpy(acc + r * NR, out + r * CO, (size_t)nc * sizeof(T)); \
     for (r = 0; r < mr; r++) {                                                             \
-        ptrdiff_t p = oy0 * OW + ox0 + r, oy = p / OW, ox = p - (p / OW) * OW;             \
+        ptrdiff_t p = oy * OW + ox + r, py = p / OW, px = p - (p / OW) * OW;               \
         for (i = 0; i < KH; i++) {                                                         \
-            ptrdiff_t iy = oy * sh - pt + i * dh;                                          \
+            ptrdiff_t iy = py * sh - pt + i * dh;                                          \
             if (iy < 0 || iy >= H) continue;                                               \
             for (j = 0; j < KW; j++) {                                                     \
-                ptrdiff_t ix = ox * sw - pl + j * dw;                                      \
+                ptrdiff_t ix = px * sw - pl + j * dw;                                      \
                 const T *xp, *wt;                                                          \
                 if (ix < 0 || ix >= W) continue;                                           \
                 xp = x + (iy * W + ix) * CI;                                               \
@@ -102,8 +148,28 @@ static void NAME(const T *x, const T *wp, const T *zeros, T *out, ptrdiff_t CO, 
     }                                                                                      \
     for (r = 0; r < mr; r++) memcpy(out + r * CO, acc + r * NR, (size_t)nc * sizeof(T));  \
 }
-CONV_SCALAR_TILE(conv_tile_f, float, CONV_NR_F)
-CONV_SCALAR_TILE(conv_tile_d, double, CONV_NR_D)
+CONV_SCALAR_TILE(CONV_UKERNEL_F32, float, CONV_NR_F)
+CONV_SCALAR_TILE(CONV_UKERNEL_F64, double, CONV_NR_D)
+#undef CONV_SCALAR_TILE
 
 #endif
+
+/* Every micro-kernel of this build, for the tests (UKERNELS and ukernel() in
+ * _kernels.pxi). Called only through this table, so the drivers' direct calls are
+ * compiled (inlined, specialized) exactly as without it. */
+typedef struct {
+    const char *name, *dtype, *isa;
+    int mr, nr;
+    conv_ukernel_f32_fn f32; /* the kernel, for float32 ... */
+    conv_ukernel_f64_fn f64; /* ... or for float64; the other is NULL */
+} conv_ukernel_entry;
+
+static const conv_ukernel_entry conv_ukernels[] = {
+    {CONV_STR(CONV_UKERNEL_F32), "float32", CONV_STR(CONV_ISA), CONV_MR, CONV_NR_F,
+     CONV_UKERNEL_F32, NULL},
+    {CONV_STR(CONV_UKERNEL_F64), "float64", CONV_STR(CONV_ISA), CONV_MR, CONV_NR_D,
+     NULL, CONV_UKERNEL_F64},
+};
+#define CONV_NUM_UKERNELS ((int)(sizeof conv_ukernels / sizeof conv_ukernels[0]))
+
 #endif /* CONV_UKERNEL_H */
