@@ -231,8 +231,8 @@ int main(void) {
             /* first pixel at the top, middle or bottom row and the left, middle or right
                column (an output grid of H x W, pads 1 and 1): at ox = W-3 the tile
                crosses into the next output row */
-            conv_tile_f(x, wp, zeros, out, 40, mr, nc, oys[pos / 3], oxs[pos % 3], W, H, W,
-                        CI, KH, KW, s, s, d, d, 1, 1, fin, acc);
+            CONV_UKERNEL_F32(x, wp, zeros, out, 40, mr, nc, oys[pos / 3], oxs[pos % 3], W, H, W,
+                             CI, KH, KW, s, s, d, d, 1, 1, fin, acc);
             for (i = 0; i < CONV_MR * 40; i++) printf("%.9g\n", out[i]);
         }
     }

@@ -24,7 +24,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from conv._config import cpu_has
+from conv._buildinfo import cpu_has
 
 
 def _extensions():

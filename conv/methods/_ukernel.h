@@ -59,9 +59,6 @@ CONV_STATIC_ASSERT(1 <= CONV_MR && CONV_MR <= 8 && 1 <= CONV_NV && CONV_NV <= 4,
 #define CONV_UKERNEL_F64 CONV_UKERNEL_NAME(f64, CONV_NR_D)
 #define CONV_STR(s) CONV_STR_(s)
 #define CONV_STR_(s) #s
-/* The name tests/test_build.py's tile driver still uses. */
-#define conv_tile_f CONV_UKERNEL_F32
-
 /* Every kernel's signature (see _tile.h for the arguments); R: restrict or nothing. */
 #define CONV_UKERNEL_SIGNATURE(NAME, T, R)                                                 \
     void NAME(const T *R x, const T *R wp, const T *R zeros, T *R out, ptrdiff_t CO,       \
