@@ -79,3 +79,12 @@ def test_geometry_agrees_with_the_independent_reference(size, k, s, d, padding):
     assert _geometry.dense_size(padded, k, d) == kit.output_shape(
         (1, padded, 1, 1), (k, 1, 1, 1), dilation=d)[1]
     assert _geometry.flops(expect, w_shape) == 2 * expect[1] * expect[2] * k
+
+
+def test_table_cells_keep_about_three_digits():
+    from conv.bench import report
+
+    assert [report.fmt_ms(v) for v in (None, 0.0123, 0.5, 5.678, 12.34, 12345.6)] == [
+        "-", "0.012", "0.500", "5.68", "12.3", "12,346"]
+    assert [report._fmt_ratio(v) for v in (None, 0.0123, 0.5, 12.34, 123.4)] == [
+        "-", "0.012x", "0.50x", "12.3x", "123x"]

@@ -68,28 +68,23 @@ class Progress:
 
 
 # ---------------------------------------------------------------- cells
+def _scaled(v: float, small: float, small_fmt: str) -> str:
+    """About three significant digits: 1,234 / 12.3 / 1.23, and small_fmt below small."""
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    if v >= small:
+        return f"{v:.2f}"
+    return format(v, small_fmt)
+
+
 def fmt_ms(ms: Optional[float]) -> str:
-    if ms is None:
-        return "-"
-    if ms >= 100:
-        return f"{ms:,.0f}"
-    if ms >= 10:
-        return f"{ms:.1f}"
-    if ms >= 1:
-        return f"{ms:.2f}"
-    return f"{ms:.3f}"
+    return "-" if ms is None else _scaled(ms, 1, ".3f")
 
 
 def _fmt_ratio(r: Optional[float]) -> str:
-    if r is None:
-        return "-"
-    if r >= 100:
-        return f"{r:,.0f}x"
-    if r >= 10:
-        return f"{r:.1f}x"
-    if r >= 0.1:
-        return f"{r:.2f}x"
-    return f"{r:.2g}x"
+    return "-" if r is None else _scaled(r, 0.1, ".2g") + "x"
 
 
 def _fmt_err(e: Optional[float]) -> str:
