@@ -33,9 +33,10 @@ def usable_method(name: str) -> Method:
     return REGISTRY.usable(name)
 
 
-def auto_choice(x: np.ndarray, w: np.ndarray, threads: int) -> str:
-    """The name of the method ``conv.conv2d(x, w, method="auto", threads=threads)`` runs."""
-    return _auto.choose(normalize(x, w, threads=threads), REGISTRY).name
+def auto_choice(x: np.ndarray, w: np.ndarray, threads: int, **kwargs) -> str:
+    """The name of the method ``conv.conv2d(x, w, method="auto", threads=threads,
+    **kwargs)`` runs (kwargs: stride, padding, dilation)."""
+    return _auto.choose(normalize(x, w, threads=threads, **kwargs), REGISTRY).name
 
 
 def kernel_build() -> Optional[str]:
@@ -62,7 +63,8 @@ def tensorflow_module():
     return tensorflow_conv.import_tensorflow(quiet=True)
 
 
-def tensorflow_conv2d(x: np.ndarray, w: np.ndarray, quiet: bool = False) -> np.ndarray:
-    """tf.nn.conv2d(x, w), VALID, stride 1, called directly (no conv front end);
-    ``quiet`` hides what TensorFlow prints on fd 2 meanwhile."""
-    return tensorflow_conv.tf_conv2d(x, w, quiet=quiet)
+def tensorflow_conv2d(x: np.ndarray, w: np.ndarray, stride=(1, 1), padding=((0, 0), (0, 0)),
+                      quiet: bool = False) -> np.ndarray:
+    """tf.nn.conv2d(x, w) called directly (no conv front end), padding explicit per side
+    (none: VALID); ``quiet`` hides what TensorFlow prints on fd 2 meanwhile."""
+    return tensorflow_conv.tf_conv2d(x, w, stride, padding, quiet=quiet)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import conv
+import conv.testing
 from conv.bench import cli, frameworks, machine, measure, reference, shapes
 
 TINY = ["--quick", "--shape", "4,8,8,3:3,3,4"]  # python runs 1 of 4 images: extrapolated
@@ -440,3 +441,60 @@ def test_unbuilt_tree_import_raises_importerror_naming_the_fix(tmp_path):
                        timeout=60, cwd=root)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "no compiled extensions" in p.stdout and "pip install -e ." in p.stdout
+
+
+# ================================================================ --network
+TINY_NET = (("stem 3x3/2", 9, 3, 3, 2, 1, 4, 1), ("body 1x1", 5, 4, 1, 1, 0, 8, 3),
+            ("body 1x1 again", 5, 4, 1, 1, 0, 8, 2))
+
+
+def test_network_json_rows_and_totals(capsys, monkeypatch):
+    """--network on a tiny stand-in network: one row per layer and batch, auto's time and
+    the baselines', auto's error against TensorFlow small, repeated shapes measured once."""
+    monkeypatch.setitem(shapes.NETWORKS, "resnet50", TINY_NET)
+    rc, out, err = run(capsys, ["--network", "resnet50", "--batch", "1,2", "--quick", "--json"])
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["mode"] == "network" and len(doc["rows"]) == 6
+    for r in doc["rows"]:
+        assert r["seconds"]["auto"] > 0 and r["chosen"] in conv.list_methods()
+        assert ("tf.nn.conv2d" in r["seconds"]) == HAS_TF
+        assert ("torch" in r["seconds"]) == HAS_TORCH
+        if HAS_TF:
+            assert r["max_rel_err_vs_tf"] < 1e-5
+    stem = doc["rows"][0]
+    assert stem["x_shape"] == [1, 9, 9, 3] and stem["w_shape"] == [3, 3, 3, 4]
+    assert stem["flops"] == 2 * 5 * 5 * 9 * 3 * 4  # (9 + 2 - 3) // 2 + 1 = 5
+    again = [r for r in doc["rows"] if r["batch"] == 1 and r["layer"].startswith("body")]
+    assert again[0]["seconds"] == again[1]["seconds"]  # the same shape, measured once
+
+
+def test_network_table(capsys, monkeypatch):
+    monkeypatch.setitem(shapes.NETWORKS, "resnet50", TINY_NET)
+    rc, out, err = run(capsys, ["--network", "resnet50", "--batch", "1", "--quick"])
+    assert rc == 0, err
+    assert "resnet50, float32, batch 1" in out and "total (6 layers)" in out
+    assert ("vs torch" in out) == HAS_TORCH and ("vs TF" in out) == HAS_TF
+
+
+@pytest.mark.parametrize("argv", [["--network", "resnet50", "--suite"],
+                                  ["--network", "resnet50", "--shape", "seed"],
+                                  ["--batch", "1"], ["--network", "resnet50", "--batch", "0"],
+                                  ["--network", "vgg"]])
+def test_network_bad_options(capsys, argv):
+    rc, out, err = run(capsys, argv)
+    assert rc == 2 and out == "" and err.startswith("conv: error:"), err
+
+
+def test_resnet50_layers():
+    """torchvision's ResNet-50 v1.5: 53 conv layers, 4.09 G multiply-adds per 224x224 image
+    (the figure torchvision publishes: 4.09 GFLOPS counted as MACs), each layer's input the
+    size its predecessor in the same stage produces."""
+    layers = shapes.NETWORKS["resnet50"]
+    assert sum(layer[-1] for layer in layers) == 53
+    macs = 0
+    for name, h, c_in, k, s, p, c_out, count in layers:
+        out = conv.testing.output_shape((1, h, h, c_in), (k, k, c_in, c_out), stride=s,
+                                        padding=((p, p), (p, p)))
+        macs += count * out[1] * out[2] * k * k * c_in * c_out
+    assert round(macs / 1e9, 2) == 4.09

@@ -11,94 +11,17 @@ import json
 import os
 import sys
 from dataclasses import asdict, dataclass
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import conv
 
 from .. import _introspect
-from . import frameworks, machine, measure, plot, report, selection
+from . import frameworks, machine, measure, network, plot, report, selection
+from .options import QUICK_BATCH, QUICK_REPEAT, UsageError, build_parser
 from .reference import TOLERANCE, select_reference
-from .shapes import ARTICLE_SECONDS, ARTICLE_SHAPE, NAMED_SHAPES, SUITE_SHAPES, parse_shape, tup
-
-QUICK_REPEAT = 3
-QUICK_BATCH = 10  # --quick runs the article's shape on this many images
+from .shapes import ARTICLE_SECONDS, ARTICLE_SHAPE, NAMED_SHAPES, SUITE_SHAPES, parse_shape
 ARTICLE_LABELS = {"tf.nn.conv2d": "tf.nn.conv2d", "python": "py_conv (= python)",
                   "numpy": "matrix_mult (= numpy)"}
-
-
-class UsageError(ValueError):
-    """A bad command line: reported as one line on stderr, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage block
-        raise UsageError(f"{report.one_line(message)} (see {self.prog} --help)")
-
-
-EPILOG = f"""\
-shapes (--shape, repeatable; every problem is VALID, stride 1, x and w standard normal):
-  N,H,W,CIN:KH,KW,COUT   e.g. 100,32,32,3:3,3,16 (KH,KW,CIN,COUT is accepted too)
-""" + "".join(f"  {k:<21}  x {tup(v[0])}, w {tup(v[1])}\n" for k, v in NAMED_SHAPES.items()) + """
-errors: max |out - ref| and max |out - ref| / max |ref| against tf.nn.conv2d in the same
-dtype when TensorFlow is installed, else conv.testing.reference_conv2d (exact).
-vs TF, vs python, vs torch: that baseline's time / this time (> 1 is faster).
-% peak: against this CPU's FMA peak, measured in the same run by an FMA loop in conv's
-  loaded kernel build on the same threads (a direct algorithm cannot exceed it).
-exit status: 0 ok; 1 a method failed or exceeded the error tolerance; 2 bad options.
-"""
-
-
-def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
-    if prog is None:
-        argv0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-        prog = "conv" if argv0 == "conv" else "python -m conv"
-    p = _Parser(
-        prog=prog,
-        description="Rerun the article's conv2d experiment on this machine: every conv method "
-                    "(plugins included) and 'auto' against TensorFlow and pure Python, by error "
-                    "and time.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--shape", action="append", metavar="SHAPE",
-                   help="problem to run (default: the article's, seed; see below)")
-    p.add_argument("--dtype", choices=("float32", "float64", "both"), default=None,
-                   help="default float32 (the article's); both with --suite")
-    p.add_argument("--methods", metavar="A,B,C",
-                   help="only these methods (names from conv.list_methods(), or auto)")
-    p.add_argument("--threads", type=_positive("--threads"), metavar="N",
-                   help="threads for conv, TensorFlow and PyTorch (default: every core)")
-    p.add_argument("--repeat", type=_positive("--repeat"), metavar="N",
-                   help=f"best of N timed runs (default {measure.DEFAULT_REPEAT}, "
-                        f"{QUICK_REPEAT} with --quick)")
-    p.add_argument("--quick", action="store_true",
-                   help=f"best of {QUICK_REPEAT}; python on 1 image; the article's shape on "
-                        f"{QUICK_BATCH} images (--shape and --suite shapes are kept)")
-    p.add_argument("--full", action="store_true",
-                   help=f"run the pure-Python method on the whole batch (default: "
-                        f"{measure.PYTHON_SLICE} images, extrapolated)")
-    p.add_argument("--suite", action="store_true",
-                   help="the public benchmark suite (seed, mid, deep, pointwise, k5; both dtypes; "
-                        "ratios to TensorFlow and PyTorch; python only if named in --methods)")
-    p.add_argument("--json", action="store_true",
-                   help="print one JSON document (machine, reference, rows) instead of tables")
-    p.add_argument("--plot", metavar="FILE.png",
-                   help='bar chart of time per method, log scale (needs pip install "conv2d-cpu[plot]")')
-    return p
-
-
-def _positive(option: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-        return value
-
-    parse.__name__ = option.lstrip("-")
-    return parse
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -145,6 +68,7 @@ class Settings:
     repeat: int
     dtypes: List[str]
     opts: measure.Options
+    batches: Tuple[int, ...] = ()  # --network
 
 
 def settings(argv: Sequence[str]) -> Settings:
@@ -152,6 +76,12 @@ def settings(argv: Sequence[str]) -> Settings:
     args = build_parser().parse_args(list(argv))
     if sys.stdout is None:  # started with stdout closed (`>&-`)
         raise UsageError("stdout is closed: the tables would go nowhere")
+    if args.network and (args.suite or args.shape or args.methods or args.plot or args.full):
+        raise UsageError("--network measures auto against TensorFlow and PyTorch on the "
+                         "network's own layers: it takes no --suite, --shape, --methods, "
+                         "--plot or --full")
+    if args.batch and not args.network:
+        raise UsageError("--batch goes with --network")
     try:
         shapes = [parse_shape(s) for s in args.shape] if args.shape else None
         if args.plot:
@@ -193,7 +123,7 @@ def settings(argv: Sequence[str]) -> Settings:
         python_images=None if args.full else (1 if args.quick else measure.PYTHON_SLICE),
         with_torch=True,  # a "vs torch" column whenever PyTorch is installed
     )
-    return Settings(args, cases, methods, threads, repeat, dtypes, opts)
+    return Settings(args, cases, methods, threads, repeat, dtypes, opts, args.batch or (1, 8))
 
 
 # ---------------------------------------------------------------- output
@@ -269,6 +199,8 @@ def _write_notes(out, s: Settings, rows, peak: machine.Peak) -> None:
 # ---------------------------------------------------------------- the run
 def _main(argv: Optional[Sequence[str]]) -> int:
     s = settings(sys.argv[1:] if argv is None else argv)
+    if s.args.network:
+        return _network(s)
     args, progress, out = s.args, report.Progress(), sys.stdout
 
     # the reference, the baselines' threads, the machine's peak
@@ -312,3 +244,39 @@ def _main(argv: Optional[Sequence[str]]) -> int:
 
     failed = [r for r in rows if r.status == "failed" or r.within_tolerance is False]
     return 1 if failed else 0
+
+
+def _network(s: Settings) -> int:
+    """--network: the layer tables (one per dtype and batch size) or their JSON."""
+    args, progress, out = s.args, report.Progress(), sys.stdout
+    tf_threads = (frameworks.init_tensorflow(s.threads)
+                  if frameworks.tensorflow_available() else None)
+    blas_ctx, blas_limited = frameworks.threadpool_limits(s.threads)
+    with blas_ctx:
+        peak = machine.Peak(s.threads)
+        for dt in s.dtypes:
+            progress.update(f"measuring the machine's peak (FMA loop, {dt})", important=True)
+            peak.measure(dt, repeat=5)
+        info = machine.describe(s.threads, tf_threads, blas_limited)
+        rounds = 2 if args.quick else network.ROUNDS
+        rows = network.run(args.network, s.batches, s.dtypes, s.threads, progress, rounds)
+    progress.clear()
+    if args.json:
+        doc = {"conv_version": conv.__version__, "mode": "network", "network": args.network,
+               "machine": info, "ceiling_gflops": peak.all(), "rounds": rounds,
+               "rows": [asdict(r) for r in rows]}
+        json.dump(report.jsonable(doc), out, indent=2, allow_nan=False)
+        out.write("\n")
+        return 0
+    print(f"conv: {args.network}'s conv layers, conv {conv.__version__}, {s.threads} threads; "
+          f"per layer the median of {rounds} rounds, each the best of interleaved "
+          f"calls (auto, TensorFlow, PyTorch)", file=out)
+    for dt in s.dtypes:
+        for batch in s.batches:
+            part = [r for r in rows if r.dtype == dt and r.batch == batch]
+            print(f"\n{args.network}, {dt}, batch {batch}", file=out)
+            print(network.format_table(part, peak.gflops(dt)), file=out)
+    print("\nvs X = X's time / auto's time (> 1: conv is faster); x = how many times the "
+          "network has the layer; GFLOP for one call", file=out)
+    print(peak.describe(s.dtypes), file=out)
+    return 0

@@ -56,9 +56,13 @@ def init_tensorflow(threads: int) -> str:
     return desc
 
 
-def tensorflow_callable(x: np.ndarray, w: np.ndarray):
-    """The article's reference_func: tf.nn.conv2d(x, w), VALID, stride 1, back to NumPy."""
-    return lambda: _introspect.tensorflow_conv2d(x, w)
+def tensorflow_callable(x: np.ndarray, w: np.ndarray, stride: int = 1, pad: int = 0):
+    """tf.nn.conv2d(x, w) back to NumPy; by default VALID, stride 1: the article's
+    reference_func. ``pad``: zeros on every side."""
+    if stride == 1 and pad == 0:
+        return lambda: _introspect.tensorflow_conv2d(x, w)
+    strides, pads = (stride, stride), ((pad, pad), (pad, pad))
+    return lambda: _introspect.tensorflow_conv2d(x, w, strides, pads)
 
 
 def torch():
@@ -73,9 +77,11 @@ def torch():
         return None
 
 
-def torch_callable(torch_module, x: np.ndarray, w: np.ndarray, threads: int):
+def torch_callable(torch_module, x: np.ndarray, w: np.ndarray, threads: int,
+                   stride: int = 1, pad: int = 0):
     """(call, to_nhwc): torch.nn.functional.conv2d on NCHW/OIHW copies made here, outside
-    the timed region, and the conversion of its result back to NHWC."""
+    the timed region, and the conversion of its result back to NHWC. ``pad``: zeros on
+    every side."""
     torch_module.set_num_threads(threads)
     xt = torch_module.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     wt = torch_module.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1)))
@@ -83,7 +89,7 @@ def torch_callable(torch_module, x: np.ndarray, w: np.ndarray, threads: int):
 
     def call():
         with torch_module.no_grad():
-            return conv2d(xt, wt)
+            return conv2d(xt, wt, stride=stride, padding=pad)
 
     def to_nhwc(out):
         return out.numpy().transpose(0, 2, 3, 1)

@@ -26,6 +26,38 @@ ARTICLE_SHAPE = "seed"
 ARTICLE_SECONDS = {"tf.nn.conv2d": 0.018, "python": 45.4, "numpy": 0.0598}
 
 
+#: (name, H = W of the input, C_in, K (square kernel), stride, padding (each side), C_out,
+#: how many times the network has this layer)
+Layer = Tuple[str, int, int, int, int, int, int, int]
+
+
+def _resnet50() -> Tuple[Layer, ...]:
+    """ResNet-50 v1.5 as torchvision lays it out, at 224 x 224: the 7x7/2 stem (padding 3),
+    then 3/4/6/3 bottleneck blocks (1x1, 3x3 with padding 1, 1x1 expanding by 4); the first
+    block of a stage has a 1x1 downsample, and from stage 2 on it strides by 2 on its 3x3
+    conv and its downsample. 53 conv layers."""
+    layers = [("conv1 7x7/2", 224, 3, 7, 2, 3, 64, 1)]
+    size, c_in = 56, 64  # after the 3x3/2 max pool
+    for stage, (width, blocks) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3)), 1):
+        s = 1 if stage == 1 else 2
+        out, half = 4 * width, size // s
+        layers += [
+            (f"layer{stage}.0 1x1 reduce", size, c_in, 1, 1, 0, width, 1),
+            (f"layer{stage}.0 3x3/{s}", size, width, 3, s, 1, width, 1),
+            (f"layer{stage}.0 1x1 expand", half, width, 1, 1, 0, out, 1),
+            (f"layer{stage}.0 downsample 1x1/{s}", size, c_in, 1, s, 0, out, 1),
+            (f"layer{stage}.1-{blocks - 1} 1x1 reduce", half, out, 1, 1, 0, width, blocks - 1),
+            (f"layer{stage}.1-{blocks - 1} 3x3", half, width, 3, 1, 1, width, blocks - 1),
+            (f"layer{stage}.1-{blocks - 1} 1x1 expand", half, width, 1, 1, 0, out, blocks - 1),
+        ]
+        size, c_in = half, out
+    return tuple(layers)
+
+
+#: The networks ``--network`` measures, layer by layer.
+NETWORKS: Dict[str, Tuple[Layer, ...]] = {"resnet50": _resnet50()}
+
+
 def tup(shape) -> str:
     """(1,2,3,4): a shape as the tables print it."""
     return "(" + ",".join(str(int(s)) for s in shape) + ")"
