@@ -55,21 +55,29 @@ EXTENSIONS = [
     Extension("conv._buildinfo", ["conv/_buildinfo.pyx"]),
     Extension("conv.methods._kernels", ["conv/methods/_kernels.pyx"]),
 ]
-# Kernels also built for AVX2+FMA; conv.methods._compiled picks one at import.
+# Kernels also built for AVX2+FMA and for AVX-512F; conv.methods._compiled picks one at
+# import.
 SIMD_KERNELS = ["conv.methods._kernels"]
 
 
 def _is_x86_64():
     """Whether the *target* is x86-64 (sysconfig follows cross-compilation settings;
-    a universal2 macOS build also has an arm64 slice, so it gets no AVX2 variant)."""
+    a universal2 macOS build also has an arm64 slice, so it gets no x86 variants)."""
     target = sysconfig.get_platform().lower()
     return target.endswith(("x86_64", "amd64"))
 
 
 if _is_x86_64():
     for _name in SIMD_KERNELS:
-        _path = _name.replace(".", "/") + "_avx2.pyx"
-        EXTENSIONS.append(Extension(_name + "_avx2", [_path]))
+        for _isa in ("avx2", "avx512"):
+            _path = _name.replace(".", "/") + f"_{_isa}.pyx"
+            EXTENSIONS.append(Extension(f"{_name}_{_isa}", [_path]))
+
+#: compiler flags of each x86 variant (GCC/Clang, MSVC)
+ISA_FLAGS = {
+    "_avx2": (["-mavx2", "-mfma"], ["/arch:AVX2"]),
+    "_avx512": (["-mavx512f", "-mavx2", "-mfma"], ["/arch:AVX512"]),
+}
 
 _OPENMP_TEST = textwrap.dedent(
     r"""
@@ -165,8 +173,9 @@ class BuildExt(build_ext):
             ldflags += omp[1]
         for ext in self.extensions:
             extra = []
-            if ext.name.endswith("_avx2"):
-                extra = ["/arch:AVX2"] if ctype == "msvc" else ["-mavx2", "-mfma"]
+            for suffix, (gcc, msvc) in ISA_FLAGS.items():
+                if ext.name.endswith(suffix):
+                    extra = msvc if ctype == "msvc" else gcc
             ext.extra_compile_args = list(ext.extra_compile_args or []) + cflags + extra
             ext.extra_link_args = list(ext.extra_link_args or []) + ldflags
             ext.define_macros = list(ext.define_macros or []) + macros

@@ -10,8 +10,8 @@ from . import _buildinfo
 
 def _kernel_builds() -> tuple:
     """(the kernel build in use as "module (SIMD)", the kernel modules installed, its
-    threading). On x86-64 two builds are installed, portable and AVX2+FMA, and
-    conv.methods._compiled loads the one this CPU can run."""
+    threading). On x86-64 three builds are installed, portable, AVX2+FMA and AVX-512, and
+    conv.methods._compiled loads the widest this CPU can run."""
     try:
         from .methods import _compiled
     except ImportError as exc:  # a broken build: say so instead of failing
@@ -38,6 +38,7 @@ def build_info() -> dict:
         "serial_build": _buildinfo.serial(),
         "default_threads": default_threads(),
         "cpu_avx2_fma": _buildinfo.cpu_has("AVX2", "FMA3"),
+        "cpu_avx512f": _buildinfo.cpu_has("AVX512F"),
         "kernels": kernels,
         "kernel_builds": installed,
         "methods": REGISTRY.list_methods(),

@@ -48,12 +48,17 @@ def test_build_info_keys_and_types():
     # no contradictory lines: the loaded build is one of the installed ones, and the AVX2
     # build is loaded exactly when the CPU has AVX2+FMA and it is installed (and not refused)
     assert info["kernels"].split(" (")[0] in info["kernel_builds"].split(", ")
+    assert isinstance(info["cpu_avx512f"], bool)
     avx2_installed = "_kernels_avx2" in info["kernel_builds"]
+    avx512_installed = "_kernels_avx512" in info["kernel_builds"]
     from conv._env import env_flag as _env_flag
 
     forced = _env_flag("CONV_FORCE_PORTABLE")
+    avx512 = (info["cpu_avx512f"] and info["cpu_avx2_fma"] and avx512_installed and not forced
+              and not _env_flag("CONV_NO_AVX512"))
+    assert ("_kernels_avx512" in info["kernels"]) == avx512
     assert ("_kernels_avx2" in info["kernels"]) == (
-        info["cpu_avx2_fma"] and avx2_installed and not forced)
+        info["cpu_avx2_fma"] and avx2_installed and not forced and not avx512)
     assert "built_for_avx2_fma" not in info
 
 
@@ -283,6 +288,8 @@ def test_fma_loop_counts_its_flops_and_checks_arguments():
     lanes = kernels.PEAK_LANES
     if kernels.SIMD in ("avx2+fma", "avx", "sse2", "neon"):  # GCC/Clang vector extensions
         assert lanes == {"float32": 8, "float64": 4}
+    if kernels.SIMD == "avx512f":  # 64-byte vectors
+        assert lanes == {"float32": 16, "float64": 8}
     for dtype in ("float32", "float64"):
         for threads in (1, 2, 3):
             # iterations are split into 8 tasks per thread: 800 -> 100 per task
@@ -306,7 +313,57 @@ def test_cpu_has_agrees_with_the_kernels_flags_in_proc_cpuinfo():
     assert cpu_has("AVX2") == ("avx2" in flags)
     assert cpu_has("FMA3") == ("fma" in flags)
     assert cpu_has("AVX512F") == ("avx512f" in flags)
+    assert conv.build_info()["cpu_avx512f"] == ("avx512f" in flags)
     assert cpu_has("AVX2", "FMA3") == ("avx2" in flags and "fma" in flags)
     assert cpu_has() is True
     with pytest.raises(ValueError, match="unknown CPU feature 'SSE9'"):
         cpu_has("SSE9")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_tile_width_gives_the_same_bits(dtype):
+    """The drivers take every width in TILE_WIDTHS (the AVX-512 build: two and one vector
+    a row); each output element is summed in the same order whatever the width, so the
+    results agree bit for bit, and a width the build lacks is refused."""
+    from conv.methods import _compiled
+
+    kernels = _compiled.kernels
+    rng = np.random.default_rng(5)
+    for co in (1, 7, 16, 33):
+        x = rng.standard_normal((2, 11, 9, 5)).astype(dtype)
+        w = rng.standard_normal((3, 2, 5, co)).astype(dtype)
+        zeros = np.zeros(2 * 5, dtype)
+        outs = []
+        for nr in kernels.TILE_WIDTHS[dtype]:
+            for driver in (kernels.conv2d_direct, kernels.conv2d_matmul):
+                out = np.empty((2, 10, 8, co), dtype)
+                driver(x, _compiled.pack_weights(w, nr), zeros, out, 1, 1, 1, 1, 1, 0,
+                       True, False, 2)
+                outs.append(out)
+        ref = kit.reference_conv2d(x, w, padding=((1, 0), (0, 0)))
+        kit.assert_conv_close(outs[0], ref, kit.tolerance_scale(x, w, padding=((1, 0), (0, 0))),
+                              dtype)
+        for out in outs[1:]:
+            assert np.array_equal(out, outs[0]), (co, dtype)
+    bad = 3
+    with pytest.raises(ValueError, match="channels wide"):
+        kernels.conv2d_direct(x, _compiled.pack_weights(w, bad), zeros,
+                              np.empty((2, 10, 8, 33), dtype), 1, 1, 1, 1, 1, 0, True, False, 1)
+
+
+def test_tile_width_rule():
+    """Narrower tiles only where the widest would compute at least 1.5x the channels."""
+    from conv.methods import _compiled
+
+    for dtype in ("float32", "float64"):
+        widths = _compiled.kernels.TILE_WIDTHS[dtype]
+        for co in range(1, 100):
+            nr = _compiled.tile_width(dtype, co)
+            assert nr in widths
+            padded = {n: -(-co // n) * n for n in widths}
+            if nr != widths[0]:
+                assert padded[widths[0]] >= 1.5 * padded[nr]
+            else:
+                assert all(padded[widths[0]] < 1.5 * padded[n] for n in widths[1:])
+    if _compiled.kernels.TILE_WIDTHS["float32"] == (32, 16):  # the AVX-512 build
+        assert [_compiled.tile_width("float32", co) for co in (16, 20, 48, 64)] == [16, 32, 32, 32]

@@ -28,14 +28,17 @@ from conv._buildinfo import cpu_has
 
 
 def _extensions():
-    """The kernel extensions this CPU can run: the portable one always, the AVX2 one when
-    it is built and the CPU has AVX2 and FMA (importing it elsewhere would crash)."""
+    """The kernel extensions this CPU can run: the portable one always, the AVX2 and
+    AVX-512 ones when they are built and the CPU has their features (importing them
+    elsewhere would crash)."""
     mods = [importlib.import_module("conv.methods._kernels")]
-    if cpu_has("AVX2", "FMA3"):
-        try:
-            mods.append(importlib.import_module("conv.methods._kernels_avx2"))
-        except ImportError:  # not built for this platform
-            pass
+    for name, features in (("_kernels_avx2", ("AVX2", "FMA3")),
+                           ("_kernels_avx512", ("AVX512F", "AVX2", "FMA3"))):
+        if cpu_has(*features):
+            try:
+                mods.append(importlib.import_module("conv.methods." + name))
+            except ImportError:  # not built for this platform
+                pass
     return mods
 
 
@@ -178,25 +181,34 @@ def int_inputs(g: Geometry, dtype, nr, seed):
 
 # ============================================================ the listing
 def test_every_extension_lists_its_kernels():
-    """One kernel per dtype in each extension, named conv_<dtype>_direct_<MR>x<NR>__<isa>,
-    with the ISA the extension was built for and tiles of two 32-byte vectors."""
+    """One kernel per dtype and tile width in each extension, named
+    conv_<dtype>_direct_<MR>x<NR>__<isa>, with the ISA the extension was built for: tiles
+    of two 32-byte vectors, and in the AVX-512 build of two and of one 64-byte vector;
+    exactly the widths the drivers take (TILE_WIDTHS), the widest being NR."""
     assert KERNELS
     for mod in EXTENSIONS:
         kernels = mod.UKERNELS
-        assert sorted(dt for dt, _, _, _ in kernels.values()) == ["float32", "float64"]
         isas = {isa for _, _, _, isa in kernels.values()}
         assert len(isas) == 1, kernels
         isa = isas.pop()
         if mod.__name__.endswith("_avx2"):
             assert isa == "avx2" and mod.SIMD == "avx2+fma"
+        elif mod.__name__.endswith("_avx512"):
+            assert isa == "avx512" and mod.SIMD == "avx512f"
         else:
             assert isa == {"avx2+fma": "avx2", "vector": "vec"}.get(mod.SIMD, mod.SIMD)
+        vbytes = 64 if isa == "avx512" else 32
+        vectors = (2, 1) if isa == "avx512" else (2,)
+        for dtype in ("float32", "float64"):
+            widths = sorted((nr for dt, _, nr, _ in kernels.values() if dt == dtype),
+                            reverse=True)
+            assert tuple(widths) == mod.TILE_WIDTHS[dtype]  # what the drivers take
+            assert widths[0] == mod.NR[dtype]
+            assert [nr * np.dtype(dtype).itemsize // vbytes for nr in widths] == list(vectors)
         for name, (dtype, mr, nr, kisa) in kernels.items():
             short = {"float32": "f32", "float64": "f64"}[dtype]
             assert name == f"conv_{short}_direct_{mr}x{nr}__{kisa}"
             assert 1 <= mr <= 8
-            assert nr == mod.NR[dtype]  # what pack_weights packs for
-            assert nr * np.dtype(dtype).itemsize == 2 * 32
             assert re.fullmatch(r"[a-z0-9]+", kisa)
     assert not any(hasattr(mod, "MR") for mod in EXTENSIONS)  # dead export, removed
 

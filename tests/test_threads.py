@@ -404,14 +404,10 @@ print(json.dumps({"impl": _compiled.kernels.__name__, "conv": conv.__file__}))
 """
 
 
-def test_portable_build_agrees(tmp_path):
-    if not cpu_has("AVX2", "FMA3"):
-        pytest.skip("this CPU lacks AVX2/FMA, so the portable kernels are already the ones "
-                    "in use: there is no second build to compare")
-    if os.environ.get("CONV_FORCE_PORTABLE", "").strip() not in ("", "0"):
-        pytest.skip("CONV_FORCE_PORTABLE is set for this run: both builds are the portable one")
-    if _compiled.kernels.__name__ != "conv.methods._kernels_avx2":
-        pytest.skip(f"the AVX2 build is not installed here (using {_compiled.kernels.__name__})")
+def _run_other_build(tmp_path, env_flag):
+    """PORTABLE_CASES through every compiled method at 1 and 2 threads in a subprocess
+    whose environment sets ``env_flag`` (another kernel build); (module it loaded,
+    inputs, outputs)."""
     data, cases = {}, []
     for k, case in enumerate(PORTABLE_CASES):
         cases.append(case.kwargs)
@@ -420,8 +416,8 @@ def test_portable_build_agrees(tmp_path):
             data[f"x{k}{dtype}"], data[f"w{k}{dtype}"] = x, w
     np.savez(tmp_path / "in.npz", **data)
     env = {key: v for key, v in os.environ.items() if key != "PYTHONPATH"}
-    env["CONV_FORCE_PORTABLE"] = "1"
-    script = tmp_path / "portable.py"
+    env[env_flag] = "1"
+    script = tmp_path / "other_build.py"
     script.write_text(textwrap.dedent(_PORTABLE_SCRIPT))
     # run outside the source tree, which would shadow the installed package
     proc = subprocess.run(
@@ -431,23 +427,53 @@ def test_portable_build_agrees(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     info = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert info["impl"] == "conv.methods._kernels", info
-    port = np.load(tmp_path / "out.npz")
+    return info["impl"], data, np.load(tmp_path / "out.npz")
+
+
+def test_portable_build_agrees(tmp_path):
+    if not cpu_has("AVX2", "FMA3"):
+        pytest.skip("this CPU lacks AVX2/FMA, so the portable kernels are already the ones "
+                    "in use: there is no second build to compare")
+    if os.environ.get("CONV_FORCE_PORTABLE", "").strip() not in ("", "0"):
+        pytest.skip("CONV_FORCE_PORTABLE is set for this run: both builds are the portable one")
+    if _compiled.kernels.__name__ == "conv.methods._kernels":
+        pytest.skip("no wider build is installed here: both builds are the portable one")
+    impl, data, port = _run_other_build(tmp_path, "CONV_FORCE_PORTABLE")
+    assert impl == "conv.methods._kernels", impl
     for k, case in enumerate(PORTABLE_CASES):
         for dtype in ("float32", "float64"):
             x, w = data[f"x{k}{dtype}"], data[f"w{k}{dtype}"]
             ref, scale = _reference(case, dtype, 2)
-            avx2 = conv.conv2d(x, w, method=COMPILED[0], threads=2, **case.kwargs)
+            wide = conv.conv2d(x, w, method=COMPILED[0], threads=2, **case.kwargs)
             first = port[f"{COMPILED[0]}-1-{k}{dtype}"]
             for m in COMPILED:
                 for t in (1, 2):
                     got = port[f"{m}-{t}-{k}{dtype}"]
                     assert got.dtype == np.dtype(dtype) and got.shape == case.out_shape
                     kit.assert_conv_close(got, ref, scale, dtype)
-                    # not bitwise: the AVX2 build contracts multiply-adds into FMAs
-                    kit.assert_conv_close(got, avx2, scale, dtype)
+                    # not bitwise: the wide builds contract multiply-adds into FMAs
+                    kit.assert_conv_close(got, wide, scale, dtype)
                     # within the portable build, the same summation order everywhere
                     assert np.array_equal(got, first), (case.id, dtype, m, t)
+
+
+def test_avx2_build_agrees_with_the_avx512_build_bit_for_bit(tmp_path):
+    """The AVX-512 build runs the same code on 64-byte vectors: 32 (float32) or 16
+    (float64) channels a tile instead of 16 or 8, every element summed in the same order
+    with the same fused multiply-adds, so both builds agree bit for bit."""
+    if _compiled.kernels.__name__ != "conv.methods._kernels_avx512":
+        pytest.skip(f"the AVX-512 build is not the one in use here "
+                    f"({_compiled.kernels.__name__})")
+    impl, data, avx2 = _run_other_build(tmp_path, "CONV_NO_AVX512")
+    assert impl == "conv.methods._kernels_avx2", impl
+    for k, case in enumerate(PORTABLE_CASES):
+        for dtype in ("float32", "float64"):
+            x, w = data[f"x{k}{dtype}"], data[f"w{k}{dtype}"]
+            for m in COMPILED:
+                wide = conv.conv2d(x, w, method=m, threads=2, **case.kwargs)
+                for t in (1, 2):
+                    got = avx2[f"{m}-{t}-{k}{dtype}"]
+                    assert np.array_equal(got, wide), (case.id, dtype, m, t)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX-only")

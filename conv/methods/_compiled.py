@@ -11,17 +11,36 @@ from .._buildinfo import cpu_has
 from .._contract import Problem
 from .._env import env_flag
 
-BUILDS = ("conv.methods._kernels", "conv.methods._kernels_avx2")
+#: The kernel builds, widest first, with the CPU features each needs.
+BUILDS = (
+    ("conv.methods._kernels_avx512", ("AVX512F", "AVX2", "FMA3")),
+    ("conv.methods._kernels_avx2", ("AVX2", "FMA3")),
+    ("conv.methods._kernels", ()),
+)
+
+
+def usable_builds() -> list:
+    """The builds this CPU (and OS) can run, widest first, by module name, as the
+    environment allows: CONV_FORCE_PORTABLE=1 leaves the portable build only (to test
+    it), CONV_NO_AVX512=1 skips the AVX-512 build (to compare it with the AVX2 one)."""
+    names = []
+    for name, features in BUILDS:
+        if features and env_flag("CONV_FORCE_PORTABLE"):
+            continue
+        if "AVX512F" in features and env_flag("CONV_NO_AVX512"):
+            continue
+        if cpu_has(*features):
+            names.append(name)
+    return names
 
 
 def _load_build():
-    """The AVX2+FMA build when the CPU (and OS) support both, else the portable build.
-    CONV_FORCE_PORTABLE=1 skips the AVX2 build (to test the portable one)."""
-    if not env_flag("CONV_FORCE_PORTABLE") and cpu_has("AVX2", "FMA3"):
+    """The widest usable build that is installed (the portable one always is)."""
+    for name in usable_builds():
         try:
-            return importlib.import_module("conv.methods._kernels_avx2")
+            return importlib.import_module(name)
         except ImportError:  # not built for this platform
-            pass
+            continue
     return importlib.import_module("conv.methods._kernels")
 
 
@@ -30,16 +49,34 @@ kernels = _load_build()
 
 
 def installed_builds() -> list:
-    """The kernel extensions installed, by module name. Only looked up, never imported:
-    the AVX2 build's own initialisation would crash a CPU without AVX2."""
-    return [name for name in BUILDS if importlib.util.find_spec(name) is not None]
+    """The kernel extensions installed, by module name, portable first. Only looked up,
+    never imported: a wide build's own initialisation would crash a CPU without its ISA."""
+    return [name for name, _ in reversed(BUILDS) if importlib.util.find_spec(name) is not None]
 
 
-def pack_weights(w: np.ndarray) -> np.ndarray:
-    """(KH, KW, C_in, C_out) -> (C_out tiles, KH, KW, C_in, NR), zero-filled past C_out,
+#: A narrower tile is used only when the widest would compute at least this many times
+#: as many output channels (most of them padding): on the AVX-512 build (16 float32
+#: lanes a vector) C_out = 16 runs on one-vector 6x16 tiles, not on half-empty 6x32
+#: ones, while C_out = 48 stays on 6x32 tiles (64 channels against 48).
+NARROW_TILE_GAIN = 1.5
+
+
+def tile_width(dtype: str, c_out: int) -> int:
+    """The tile width (output channels a tile) to run ``c_out`` channels on: the widest
+    of the build's TILE_WIDTHS unless a narrower one pads far fewer channels."""
+    widths = kernels.TILE_WIDTHS[dtype]
+    padded = [-(-c_out // nr) * nr for nr in widths]
+    best = 0
+    for k in range(1, len(widths)):
+        if padded[0] >= NARROW_TILE_GAIN * padded[k]:
+            best = k
+    return widths[best]
+
+
+def pack_weights(w: np.ndarray, nr: int) -> np.ndarray:
+    """(KH, KW, C_in, C_out) -> (C_out tiles, KH, KW, C_in, nr), zero-filled past C_out,
     so the micro-kernel streams one channel tile's weights contiguously."""
     kh, kw, ci, co = w.shape
-    nr = kernels.NR[w.dtype.name]
     tiles = -(-co // nr)
     if tiles * nr != co:
         padded = np.zeros((kh, kw, ci, tiles * nr), dtype=w.dtype)
@@ -65,7 +102,7 @@ def threads_for(p: Problem) -> int:
 def fma_peak(dtype: str, threads: int, seconds: float = 0.02, repeat: int = 5) -> float:
     """GFLOP/s of this build's FMA loop (conv/methods/_peak.h) on ``threads`` threads, the
     best of ``repeat`` runs of about ``seconds`` each: the ceiling the kernels' own
-    arithmetic can reach on this CPU with this build (portable or AVX2+FMA)."""
+    arithmetic can reach on this CPU with this build (portable, AVX2+FMA or AVX-512)."""
     threads = min(max(1, int(threads)), 128)
 
     def best_of(iterations, runs):  # (fastest seconds, flops) of `runs` runs
@@ -92,7 +129,7 @@ def fma_peak(dtype: str, threads: int, seconds: float = 0.02, repeat: int = 5) -
 def call_driver(driver, p: Problem) -> np.ndarray:
     """Allocate the output, pack the weights and run one of the extension's drivers."""
     out = np.empty(p.out_shape, dtype=p.dtype)
-    wp = pack_weights(p.w)
+    wp = pack_weights(p.w, tile_width(p.dtype.name, p.out_shape[3]))
     zeros = np.zeros(max(1, p.w.shape[1] * p.w.shape[2]), dtype=p.dtype)
     driver(
         p.x, wp, zeros, out, p.stride[0], p.stride[1], p.dilation[0], p.dilation[1],

@@ -106,5 +106,16 @@ CONV_DRIVER(float, CONV_UKERNEL_F32, CONV_NR_F, conv_direct_f, 0)
 CONV_DRIVER(double, CONV_UKERNEL_F64, CONV_NR_D, conv_direct_d, 0)
 CONV_DRIVER(float, CONV_UKERNEL_F32, CONV_NR_F, conv_matmul_f, 1)
 CONV_DRIVER(double, CONV_UKERNEL_F64, CONV_NR_D, conv_matmul_d, 1)
+#ifdef CONV_HALF_TILES /* the same drivers on the half-width tiles */
+CONV_DRIVER(float, CONV_UKERNEL_F32_HALF, CONV_NR_F_HALF, conv_direct_f_half, 0)
+CONV_DRIVER(double, CONV_UKERNEL_F64_HALF, CONV_NR_D_HALF, conv_direct_d_half, 0)
+CONV_DRIVER(float, CONV_UKERNEL_F32_HALF, CONV_NR_F_HALF, conv_matmul_f_half, 1)
+CONV_DRIVER(double, CONV_UKERNEL_F64_HALF, CONV_NR_D_HALF, conv_matmul_d_half, 1)
+#else /* none in this build: _kernels.pxi sees null drivers */
+#define conv_direct_f_half NULL
+#define conv_direct_d_half NULL
+#define conv_matmul_f_half NULL
+#define conv_matmul_d_half NULL
+#endif
 
 #endif /* CONV_DRIVERS_H */

@@ -13,6 +13,8 @@ cdef extern from "_ukernel.h" nogil:
     const int CONV_MR
     const int CONV_NR_F
     const int CONV_NR_D
+    const int CONV_NR_F_HALF  # 0: no half-width tiles in this build
+    const int CONV_NR_D_HALF
     const char* CONV_SIMD
     ctypedef void (*conv_ukernel_f32_fn)(
         const float* x, const float* wp, const float* zeros, float* out, Py_ssize_t CO,
@@ -68,6 +70,11 @@ cdef extern from "_drivers.h" nogil:
     void conv_direct_d(const conv_problem* p, int threads)
     void conv_matmul_f(const conv_problem* p, int threads)
     void conv_matmul_d(const conv_problem* p, int threads)
+    # NULL where the build has no half-width tiles
+    void conv_direct_f_half(const conv_problem* p, int threads)
+    void conv_direct_d_half(const conv_problem* p, int threads)
+    void conv_matmul_f_half(const conv_problem* p, int threads)
+    void conv_matmul_d_half(const conv_problem* p, int threads)
 
 cdef extern from "_peak.h" nogil:
     double conv_peak_f(long long n, double seed)
@@ -88,8 +95,11 @@ SIMD = CONV_SIMD.decode()
 POOL = CONV_POOL_KIND.decode()
 #: lanes of the FMA loop's vectors (fma_loop's flops = 2 x 12 accumulators x lanes per turn)
 PEAK_LANES = {"float32": CONV_PEAK_LANES_F, "float64": CONV_PEAK_LANES_D}
-#: output channels per tile, by dtype (the packed weights' last axis)
+#: output channels per tile, by dtype (the packed weights' last axis): the full width
 NR = {"float32": CONV_NR_F, "float64": CONV_NR_D}
+#: every tile width the drivers take, by dtype, widest first
+TILE_WIDTHS = {"float32": tuple(n for n in (CONV_NR_F, CONV_NR_F_HALF) if n),
+               "float64": tuple(n for n in (CONV_NR_D, CONV_NR_D_HALF) if n)}
 
 
 cdef dict _ukernel_listing():
@@ -139,15 +149,27 @@ cdef class _Interrupt:
             raise self.pending[0]
 
 
-cdef _drive(conv_driver f32, conv_driver f64, const real[:, :, :, ::1] x,
+cdef _drive(conv_driver f32, conv_driver f64, conv_driver f32_half, conv_driver f64_half,
+            const real[:, :, :, ::1] x,
             const real[:, :, :, :, ::1] wp, const real[::1] zeros, real[:, :, :, ::1] out,
             Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt,
             Py_ssize_t pl, bint zeros_exact, bint blocks_outer, int threads):
     """Every entry point's body: describe the problem to C and run driver `f32` or `f64`
-    (by dtype) with the GIL released. Ctrl-C during the call raises its
-    KeyboardInterrupt once every thread has stopped, and leaves no partial result."""
+    (by dtype; the `_half` ones for half-width tiles, by the packed weights' width) with
+    the GIL released. Ctrl-C during the call raises its KeyboardInterrupt once every
+    thread has stopped, and leaves no partial result."""
     cdef conv_problem p
     cdef _Interrupt intr
+    cdef conv_driver f
+    cdef Py_ssize_t nr = wp.shape[4]
+    if real is float:
+        f = f32 if nr == CONV_NR_F else f32_half if nr == CONV_NR_F_HALF else NULL
+    else:
+        f = f64 if nr == CONV_NR_D else f64_half if nr == CONV_NR_D_HALF else NULL
+    if f == NULL:
+        dtype = "float32" if real is float else "float64"
+        raise ValueError(f"packed weights {nr} channels wide; this build's {dtype} tiles "
+                         f"are {TILE_WIDTHS[dtype]}")
     if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] == 0:
         return
     # an empty x (H or W = 0 with padding) or w (C_in = 0) is never read: every tap is
@@ -164,10 +186,7 @@ cdef _drive(conv_driver f32, conv_driver f64, const real[:, :, :, ::1] x,
     intr = _Interrupt()
     p.intr = &intr.c
     with nogil:
-        if real is float:
-            f32(&p, threads)
-        else:
-            f64(&p, threads)
+        f(&p, threads)
     intr.finish()
 
 
@@ -179,12 +198,12 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     """Direct order: each tile sums over every tap before it is stored.
 
     x: (N, H, W, C_in), unpadded; wp: (channel tiles, KH, KW, C_in, NR) from
-    pack_weights; zeros: KW*C_in zeros; out: (N, OH, OW, C_out). pt/pl: top/left
+    pack_weights (NR: one of TILE_WIDTHS); zeros: KW*C_in zeros; out: (N, OH, OW, C_out). pt/pl: top/left
     padding. zeros_exact: every weight is finite (see _tile.h). blocks_outer: task
     order; it changes speed, never results. threads: at most this many threads.
     """
-    _drive(conv_direct_f, conv_direct_d, x, wp, zeros, out, sh, sw, dh, dw, pt, pl,
-           zeros_exact, blocks_outer, threads)
+    _drive(conv_direct_f, conv_direct_d, conv_direct_f_half, conv_direct_d_half, x, wp,
+           zeros, out, sh, sw, dh, dw, pt, pl, zeros_exact, blocks_outer, threads)
 
 
 def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
@@ -196,8 +215,8 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     (C_in x NR) product over the strided input slice, accumulated into the output,
     blocked so the block being accumulated stays in cache. Same arguments as
     conv2d_direct."""
-    _drive(conv_matmul_f, conv_matmul_d, x, wp, zeros, out, sh, sw, dh, dw, pt, pl,
-           zeros_exact, blocks_outer, threads)
+    _drive(conv_matmul_f, conv_matmul_d, conv_matmul_f_half, conv_matmul_d_half, x, wp,
+           zeros, out, sh, sw, dh, dw, pt, pl, zeros_exact, blocks_outer, threads)
 
 
 def ukernel(str name, const real[:, :, ::1] x, const real[:, :, :, ::1] wp,

@@ -1,15 +1,17 @@
 /* What this build's kernels target, decided once from the compiler's predefined macros,
  * and the checks the kernels use. Included by _ukernel.h and _peak.h.
  *
- *   CONV_ISA     the suffix of every micro-kernel's name (_ukernel.h): avx2 (AVX2+FMA),
+ *   CONV_ISA     the suffix of every micro-kernel's name (_ukernel.h): avx512 (AVX-512F,
+ *                64-byte vectors), avx2 (AVX2+FMA),
  *                avx, sse2, neon, vec (GCC/Clang vector code on another target) or scalar
  *   CONV_SIMD    the same, as build_info() shows it: "avx2+fma", "avx", ...
  *   CONV_VECTOR_EXT  1 when the kernels use GCC/Clang vector extensions
  *   conv_vf32, conv_vf64  CONV_VBYTES-byte vectors of float/double (one element in the
  *                scalar build), with CONV_LANES_F32 / CONV_LANES_F64 lanes
  *
- * The vector code is written once for 32-byte vectors; the compiler lowers it to what
- * the target allows: AVX2+FMA registers in the _avx2 extension (-mavx2 -mfma), pairs of
+ * The vector code is written once for CONV_VBYTES-byte vectors (64 with AVX-512, else 32);
+ * the compiler lowers it to what the target allows: zmm registers in the _avx512
+ * extension (-mavx512f), AVX2+FMA registers in the _avx2 one (-mavx2 -mfma), pairs of
  * SSE2 registers in the portable x86-64 one. CONV_NO_VECTOR_EXT=1 forces the scalar
  * code (to test it with GCC); other compilers always get it.
  */
@@ -19,7 +21,10 @@
 
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(CONV_NO_VECTOR_EXT)
 #define CONV_VECTOR_EXT 1
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX512F__) && defined(__FMA__)
+#define CONV_ISA avx512
+#define CONV_SIMD "avx512f"
+#elif defined(__AVX2__) && defined(__FMA__)
 #define CONV_ISA avx2
 #define CONV_SIMD "avx2+fma"
 #elif defined(__AVX__)
@@ -41,7 +46,15 @@
 #define CONV_SIMD "scalar"
 #endif
 
+/* The vector width: 64 bytes (zmm) in the AVX-512 build, 32 everywhere else; and the
+ * vector registers the tile may fill. */
+#if defined(__AVX512F__) && CONV_VECTOR_EXT
+#define CONV_VBYTES 64
+#define CONV_VREGS 32
+#else
 #define CONV_VBYTES 32
+#define CONV_VREGS 16
+#endif
 
 #if CONV_VECTOR_EXT
 typedef float conv_vf32 __attribute__((vector_size(CONV_VBYTES)));

@@ -2,7 +2,8 @@
  * the flattened (oy, ox) order, so a tile may cross the end of an output row) times
  * NR output channels, summed over kernel taps and input channels. A template: included
  * by _ukernel.h once per element type with T (element), V (a vector of T), L (lanes of
- * V), NR (CONV_NV * L), LOADV/STOREV and TILE (the kernel's name) defined. The MR x NV
+ * V), NV (vectors a row), NR (NV * L), LOADV/STOREV and TILE (the kernel's name)
+ * defined. The MR x NV
  * accumulators c<r>_<v> are unrolled with CONV_ROWS / CONV_VECS (_ukernel.h).
  *
  * x      image n of the input, (H, W, CI) contiguous, unpadded
@@ -21,7 +22,7 @@
  * Each output element is accumulated in the order (i, j, c_in) whatever the path,
  * tile position or thread count.
  */
-CONV_STATIC_ASSERT(NR == CONV_NV * L, "a tile row is CONV_NV vectors");
+CONV_STATIC_ASSERT(NR == NV * L, "a tile row is NV vectors");
 
 /* Below this many rows in range, running just those rows beats the MR-row path fed
  * with zeros. Either way each sum is the same (skipping a tap adds nothing). */

@@ -17,16 +17,22 @@
 /* ---- the geometry, for every kernel: literal numbers, as they are pasted into names */
 #define CONV_MR 6    /* output pixels per tile: the rows of accumulators */
 #define CONV_NV 2    /* CONV_VBYTES-byte vectors per row */
-#define CONV_NR_F 16 /* output channels per tile, float32: CONV_NV vectors */
-#define CONV_NR_D 8  /* output channels per tile, float64: CONV_NV vectors */
+#if CONV_VBYTES == 64
+#define CONV_NR_F 32 /* output channels per tile, float32: CONV_NV vectors */
+#define CONV_NR_D 16 /* output channels per tile, float64: CONV_NV vectors */
+#else
+#define CONV_NR_F 16
+#define CONV_NR_D 8
+#endif
 
 CONV_STATIC_ASSERT(CONV_NR_F * sizeof(float) == CONV_NV * CONV_VBYTES, "NR_F: NV vectors");
 CONV_STATIC_ASSERT(CONV_NR_D * sizeof(double) == CONV_NV * CONV_VBYTES, "NR_D: NV vectors");
 CONV_STATIC_ASSERT(CONV_NR_F % CONV_LANES_F32 == 0 && CONV_NR_D % CONV_LANES_F64 == 0,
                    "NR is a whole number of vectors");
 /* The inner loop holds MR x NV accumulators, NV weight vectors and one broadcast input:
- * within AVX2's 16 ymm registers. */
-CONV_STATIC_ASSERT(CONV_MR * CONV_NV + CONV_NV + 1 <= 16, "tile exceeds the 16 registers");
+ * within the target's vector registers (16 ymm for AVX2, 32 zmm for AVX-512). */
+CONV_STATIC_ASSERT(CONV_MR * CONV_NV + CONV_NV + 1 <= CONV_VREGS,
+                   "tile exceeds the vector registers");
 CONV_STATIC_ASSERT(1 <= CONV_MR && CONV_MR <= 8 && 1 <= CONV_NV && CONV_NV <= 4,
                    "CONV_ROWS / CONV_VECS below are spelled out up to 8 rows, 4 vectors");
 
@@ -43,7 +49,7 @@ CONV_STATIC_ASSERT(1 <= CONV_MR && CONV_MR <= 8 && 1 <= CONV_NV && CONV_NV <= 4,
 #define CONV_ROWS_6(X) CONV_ROWS_5(X) X(5)
 #define CONV_ROWS_7(X) CONV_ROWS_6(X) X(6)
 #define CONV_ROWS_8(X) CONV_ROWS_7(X) X(7)
-#define CONV_VECS(X, r) CONV_VECS_(CONV_NV, X, r)
+#define CONV_VECS(X, r) CONV_VECS_(NV, X, r) /* NV: the instantiation's vectors per row */
 #define CONV_VECS_(n, X, r) CONV_VECS__(n, X, r)
 #define CONV_VECS__(n, X, r) CONV_VECS_##n(X, r)
 #define CONV_VECS_1(X, r) X(r, 0)
@@ -57,6 +63,23 @@ CONV_STATIC_ASSERT(1 <= CONV_MR && CONV_MR <= 8 && 1 <= CONV_NV && CONV_NV <= 4,
 #define CONV_UKERNEL_NAME__(dt, mr, nr, isa) conv_##dt##_direct_##mr##x##nr##__##isa
 #define CONV_UKERNEL_F32 CONV_UKERNEL_NAME(f32, CONV_NR_F)
 #define CONV_UKERNEL_F64 CONV_UKERNEL_NAME(f64, CONV_NR_D)
+
+/* Half-width tiles (one vector a row) where a vector is 64 bytes: the AVX-512 build also
+ * has 6x16 float32 and 6x8 float64 kernels, so that few output channels (C_out = 16, the
+ * article's) are not padded to 32. conv.methods._compiled picks the width per problem;
+ * every width sums in the same order, so the results do not depend on it. */
+#if CONV_VBYTES == 64 && CONV_VECTOR_EXT
+#define CONV_HALF_TILES 1
+#define CONV_NR_F_HALF 16
+#define CONV_NR_D_HALF 8
+#define CONV_UKERNEL_F32_HALF CONV_UKERNEL_NAME(f32, CONV_NR_F_HALF)
+#define CONV_UKERNEL_F64_HALF CONV_UKERNEL_NAME(f64, CONV_NR_D_HALF)
+CONV_STATIC_ASSERT(CONV_NR_F_HALF * sizeof(float) == CONV_VBYTES, "half tile: one vector");
+CONV_STATIC_ASSERT(CONV_NR_D_HALF * sizeof(double) == CONV_VBYTES, "half tile: one vector");
+#else
+#define CONV_NR_F_HALF 0 /* none */
+#define CONV_NR_D_HALF 0
+#endif
 #define CONV_STR(s) CONV_STR_(s)
 #define CONV_STR_(s) #s
 /* Every kernel's signature (see _tile.h for the arguments); R: restrict or nothing. */
@@ -86,34 +109,56 @@ typedef CONV_UKERNEL_SIGNATURE((*conv_ukernel_f64_fn), double, );
 #define T float
 #define V conv_vf32
 #define L CONV_LANES_F32
-#define NR CONV_NR_F
 #define LOADV conv_load_f32
 #define STOREV conv_store_f32
+#define NV CONV_NV
+#define NR CONV_NR_F
 #define TILE CONV_UKERNEL_F32
 #include "_tile.h"
+#undef NV
+#undef NR
+#undef TILE
+#ifdef CONV_HALF_TILES
+#define NV 1
+#define NR CONV_NR_F_HALF
+#define TILE CONV_UKERNEL_F32_HALF
+#include "_tile.h"
+#undef NV
+#undef NR
+#undef TILE
+#endif
 #undef T
 #undef V
 #undef L
-#undef NR
 #undef LOADV
 #undef STOREV
-#undef TILE
 
 #define T double
 #define V conv_vf64
 #define L CONV_LANES_F64
-#define NR CONV_NR_D
 #define LOADV conv_load_f64
 #define STOREV conv_store_f64
+#define NV CONV_NV
+#define NR CONV_NR_D
 #define TILE CONV_UKERNEL_F64
 #include "_tile.h"
+#undef NV
+#undef NR
+#undef TILE
+#ifdef CONV_HALF_TILES
+#define NV 1
+#define NR CONV_NR_D_HALF
+#define TILE CONV_UKERNEL_F64_HALF
+#include "_tile.h"
+#undef NV
+#undef NR
+#undef TILE
+#endif
 #undef T
 #undef V
 #undef L
-#undef NR
 #undef LOADV
 #undef STOREV
-#undef TILE
 
 #else /* no vector extensions: the same tile, scalar, padded taps always skipped */
 
@@ -166,6 +211,12 @@ static const conv_ukernel_entry conv_ukernels[] = {
      CONV_UKERNEL_F32, NULL},
     {CONV_STR(CONV_UKERNEL_F64), "float64", CONV_STR(CONV_ISA), CONV_MR, CONV_NR_D,
      NULL, CONV_UKERNEL_F64},
+#ifdef CONV_HALF_TILES
+    {CONV_STR(CONV_UKERNEL_F32_HALF), "float32", CONV_STR(CONV_ISA), CONV_MR, CONV_NR_F_HALF,
+     CONV_UKERNEL_F32_HALF, NULL},
+    {CONV_STR(CONV_UKERNEL_F64_HALF), "float64", CONV_STR(CONV_ISA), CONV_MR, CONV_NR_D_HALF,
+     NULL, CONV_UKERNEL_F64_HALF},
+#endif
 };
 #define CONV_NUM_UKERNELS ((int)(sizeof conv_ukernels / sizeof conv_ukernels[0]))
 

@@ -20,7 +20,7 @@ METHOD = Method(
     name="direct",
     kernel=_kernel,
     description="Direct convolution in Cython: 6-pixel x 16/8-channel register tiles, nogil, "
-    "conv's thread pool over blocks of output pixels, AVX2+FMA build chosen at run time.",
+    "conv's thread pool over blocks of output pixels, AVX-512/AVX2+FMA/portable build chosen at run time.",
     parallel=True,
     pads_itself=True,
 )

@@ -20,7 +20,7 @@ METHOD = Method(
     name="matmul",
     kernel=_kernel,
     description="The article's per-kernel-position matmul over input slices, in Cython on "
-    "a register-blocked micro-kernel; nogil, conv's thread pool, AVX2+FMA build chosen at run time.",
+    "a register-blocked micro-kernel; nogil, conv's thread pool, AVX-512/AVX2+FMA/portable build chosen at run time.",
     parallel=True,
     pads_itself=True,
 )
