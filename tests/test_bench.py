@@ -88,3 +88,12 @@ def test_table_cells_keep_about_three_digits():
         "-", "0.012", "0.500", "5.68", "12.3", "12,346"]
     assert [report._fmt_ratio(v) for v in (None, 0.0123, 0.5, 12.34, 123.4)] == [
         "-", "0.012x", "0.50x", "12.3x", "123x"]
+
+
+def test_rounds_of_blocks_rotates_and_warms_up():
+    calls = []
+    best = timing.rounds_of_blocks([lambda: calls.append("a"), lambda: calls.append("b")],
+                                   (2, 2, 0.0), 2)
+    # round 1: a (warm-up + 2), b (warm-up + 2); round 2 starts with b
+    assert calls == ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3
+    assert [len(b) for b in best] == [2, 2]

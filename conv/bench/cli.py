@@ -269,8 +269,8 @@ def _network(s: Settings) -> int:
         out.write("\n")
         return 0
     print(f"conv: {args.network}'s conv layers, conv {conv.__version__}, {s.threads} threads; "
-          f"per layer the median of {rounds} rounds, each the best of interleaved "
-          f"calls (auto, TensorFlow, PyTorch)", file=out)
+          f"per layer the median of {rounds} rounds; in each round auto, TensorFlow "
+          f"and PyTorch in turn, each a warm-up call and its best of 3-15 calls", file=out)
     for dt in s.dtypes:
         for batch in s.batches:
             part = [r for r in rows if r.dtype == dt and r.batch == batch]

@@ -1,9 +1,11 @@
 """``--network``: a real network's conv layers, layer by layer, conv's "auto" against
 TensorFlow and PyTorch side by side, and the whole network's total.
 
-Each distinct layer is timed in ``rounds`` rounds; in a round the three contenders are
-called interleaved (auto, TensorFlow, PyTorch, auto, ...) and each keeps its best call; a
-layer's time is the median of its rounds. The network's total is the sum over its layers
+Each distinct layer is timed in ``rounds`` rounds; in a round each contender (auto,
+TensorFlow, PyTorch, the order rotating from round to round) makes one untimed call and
+then keeps its best of several consecutive calls (timing.rounds_of_blocks: the frameworks'
+idle threads keep spinning after their calls, which would slow the next contender's call
+under per-call interleaving); a layer's time is the median of its rounds. The network's total is the sum over its layers
 of time x multiplicity, for each contender alike.
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .frameworks import TF_BASELINE, TORCH_BASELINE
 from .reference import errors
 from .report import fmt_ms, render_table
 from .shapes import NETWORKS
-from .timing import side_by_side
+from .timing import rounds_of_blocks
 
 AUTO = "auto"
 #: per contender and round: at least 3 calls, then more while under 0.2 s, at most 15
@@ -71,13 +73,12 @@ def measure_layer(row: LayerRow, threads: int, rounds: int, torch) -> None:
         fns[TF_BASELINE] = frameworks.tensorflow_callable(x, w, s, p)
     if torch is not None:
         fns[TORCH_BASELINE], _ = frameworks.torch_callable(torch, x, w, threads, s, p)
-    first = {name: fn() for name, fn in fns.items()}  # warm-up calls, outside the timing
+    first = {name: fn() for name, fn in fns.items()}  # first calls: errors, start-up
     if TF_BASELINE in first:
         row.max_rel_err_vs_tf = errors(first[AUTO], first[TF_BASELINE])[1]
     names = list(fns)
-    per_round = [side_by_side([fns[m] for m in names], [REPEAT] * len(names))
-                 for _ in range(rounds)]
-    row.seconds = {m: statistics.median(r[i] for r in per_round) for i, m in enumerate(names)}
+    per_fn = rounds_of_blocks([fns[m] for m in names], REPEAT, rounds)
+    row.seconds = {m: statistics.median(per_fn[i]) for i, m in enumerate(names)}
 
 
 def layer_rows(network: str, batch: int, dtype: str) -> List[LayerRow]:

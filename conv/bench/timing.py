@@ -45,6 +45,26 @@ def side_by_side(fns: Sequence[Callable[[], object]], repeats: Sequence[Repeat])
     return best
 
 
+def rounds_of_blocks(fns: Sequence[Callable[[], object]], repeat: Repeat,
+                     rounds: int) -> List[List[float]]:
+    """Block-interleaved timing, for contenders that disturb each other: in each round
+    every function runs one untimed warm-up call and then its best of ``repeat``
+    consecutive calls, the order rotating from round to round. Returns, per function,
+    its best time in each round.
+
+    Per-call interleaving (side_by_side) is fairer against load from elsewhere, but a
+    library whose idle threads keep spinning after a call (OpenMP in PyTorch, TensorFlow's
+    pool) then slows every call of the next contender; in blocks it slows only the
+    untimed warm-up."""
+    best: List[List[float]] = [[] for _ in fns]
+    for r in range(rounds):
+        for k in range(len(fns)):
+            i = (k + r) % len(fns)
+            fns[i]()
+            best[i].append(side_by_side([fns[i]], [repeat])[0])
+    return best
+
+
 def best_of(fn: Callable[[], object], repeat: int) -> Tuple[float, object]:
     """One untimed warm-up call (its result is returned), then the best of ``repeat``
     consecutive calls (timeit-style)."""
