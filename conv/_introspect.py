@@ -39,6 +39,11 @@ def auto_choice(x: np.ndarray, w: np.ndarray, threads: int, **kwargs) -> str:
     return _auto.choose(normalize(x, w, threads=threads, **kwargs), REGISTRY).name
 
 
+def auto_candidates() -> List[str]:
+    """The methods "auto" may choose, in its order of preference."""
+    return list(_auto.PREFERENCE)
+
+
 def kernel_build() -> Optional[str]:
     """The SIMD level of the loaded compiled kernels ("avx2+fma", "sse2", ...), or None
     when they cannot be loaded here."""

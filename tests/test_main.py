@@ -498,3 +498,17 @@ def test_resnet50_layers():
                                         padding=((p, p), (p, p)))
         macs += count * out[1] * out[2] * k * k * c_in * c_out
     assert round(macs / 1e9, 2) == 4.09
+
+
+def test_accuracy_table(capsys):
+    rc, out, err = run(capsys, ["--accuracy", "--dtype", "float64", "--methods", "direct,numpy"])
+    assert rc == 0, err
+    assert "float64 max error" in out and "float32" not in out.split("\n")[1]
+    assert {line.split()[0] for line in out.splitlines()[3:5]} == {"direct", "numpy"}
+
+
+@pytest.mark.parametrize("argv", [["--accuracy", "--suite"], ["--accuracy", "--json"],
+                                  ["--accuracy", "--network", "resnet50"]])
+def test_accuracy_bad_options(capsys, argv):
+    rc, out, err = run(capsys, argv)
+    assert rc == 2 and out == "", err

@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence, Tuple
 import conv
 
 from .. import _introspect
-from . import frameworks, machine, measure, network, plot, report, selection
+from . import accuracy, frameworks, machine, measure, network, plot, report, selection
 from .options import QUICK_BATCH, QUICK_REPEAT, UsageError, build_parser
 from .reference import TOLERANCE, select_reference
 from .shapes import ARTICLE_SECONDS, ARTICLE_SHAPE, NAMED_SHAPES, SUITE_SHAPES, parse_shape
@@ -80,6 +80,9 @@ def settings(argv: Sequence[str]) -> Settings:
         raise UsageError("--network measures auto against TensorFlow and PyTorch on the "
                          "network's own layers: it takes no --suite, --shape, --methods, "
                          "--plot or --full")
+    if args.accuracy and (args.network or args.suite or args.shape or args.plot or args.json):
+        raise UsageError("--accuracy runs its own grid: it takes no --network, --suite, "
+                         "--shape, --plot or --json")
     if args.batch and not args.network:
         raise UsageError("--batch goes with --network")
     try:
@@ -201,6 +204,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     s = settings(sys.argv[1:] if argv is None else argv)
     if s.args.network:
         return _network(s)
+    if s.args.accuracy:
+        return _accuracy(s)
     args, progress, out = s.args, report.Progress(), sys.stdout
 
     # the reference, the baselines' threads, the machine's peak
@@ -280,3 +285,24 @@ def _network(s: Settings) -> int:
           "network has the layer; GFLOP for one call", file=out)
     print(peak.describe(s.dtypes), file=out)
     return 0
+
+
+def _accuracy(s: Settings) -> int:
+    """--accuracy: the table of each method's worst normwise error; exit 1 if a method
+    auto may choose breaks the accuracy contract."""
+    methods = [m for m in s.methods if m not in ("auto", "python")]
+    dtypes = s.dtypes if s.args.dtype else ["float32", "float64"]
+    progress = report.Progress()
+    worst = accuracy.measure(methods, dtypes, progress)
+    progress.clear()
+    print(f"normwise error max|y - exact| / max|exact| over {len(list(accuracy.grid()))} "
+          f"problems (x ({accuracy.BATCH},{accuracy.SIZE},{accuracy.SIZE},C_in), "
+          f"{accuracy.C_OUT} outputs, SAME): C_in {', '.join(map(str, accuracy.C_INS))}; "
+          f"kernels {', '.join(f'{k}x{k}' for k in accuracy.KERNELS)}; normal and "
+          f"mixed-magnitude inputs", file=sys.stdout)
+    print(accuracy.format_table(worst, methods, dtypes), file=sys.stdout)
+    print("contract: " + ", ".join(f"{dt} <= {v:g}" for dt, v in accuracy.CONTRACT.items())
+          + " (! above it); 'auto' uses only methods within it", file=sys.stdout)
+    chosen = set(_introspect.auto_candidates())
+    broken = [k for k, (err, _) in worst.items() if k[0] in chosen and err > accuracy.CONTRACT[k[1]]]
+    return 1 if broken else 0

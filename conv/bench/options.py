@@ -74,6 +74,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                         "TensorFlow and PyTorch (ResNet-50 v1.5 as torchvision lays it out)")
     p.add_argument("--batch", type=_batches, metavar="B,B",
                    help="batch sizes for --network (default 1,8)")
+    p.add_argument("--accuracy", action="store_true",
+                   help="each method's largest normwise error against the exact reference on "
+                        "a grid (C_in 1-1024, 1x1/3x3/5x5, normal and mixed-magnitude inputs)")
     p.add_argument("--plot", metavar="FILE.png",
                    help='bar chart of time per method, log scale (needs pip install "conv2d-cpu[plot]")')
     return p
