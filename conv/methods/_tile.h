@@ -197,3 +197,7 @@ store:
 #undef CONV_ROW_STORE_TMP
 #undef CONV_FULL
 #undef CONV_ONE
+/* the per-tile parameters are consumed; T, V, L, LOADV, STOREV stay for the next width */
+#undef NV
+#undef NR
+#undef TILE

@@ -114,18 +114,12 @@ typedef CONV_UKERNEL_SIGNATURE((*conv_ukernel_f64_fn), double, );
 #define NV CONV_NV
 #define NR CONV_NR_F
 #define TILE CONV_UKERNEL_F32
-#include "_tile.h"
-#undef NV
-#undef NR
-#undef TILE
+#include "_tile.h" /* consumes NV, NR, TILE */
 #ifdef CONV_HALF_TILES
 #define NV 1
 #define NR CONV_NR_F_HALF
 #define TILE CONV_UKERNEL_F32_HALF
 #include "_tile.h"
-#undef NV
-#undef NR
-#undef TILE
 #endif
 #undef T
 #undef V
@@ -141,18 +135,12 @@ typedef CONV_UKERNEL_SIGNATURE((*conv_ukernel_f64_fn), double, );
 #define NV CONV_NV
 #define NR CONV_NR_D
 #define TILE CONV_UKERNEL_F64
-#include "_tile.h"
-#undef NV
-#undef NR
-#undef TILE
+#include "_tile.h" /* consumes NV, NR, TILE */
 #ifdef CONV_HALF_TILES
 #define NV 1
 #define NR CONV_NR_D_HALF
 #define TILE CONV_UKERNEL_F64_HALF
 #include "_tile.h"
-#undef NV
-#undef NR
-#undef TILE
 #endif
 #undef T
 #undef V
