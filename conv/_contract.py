@@ -7,7 +7,6 @@ and stable.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Tuple
 

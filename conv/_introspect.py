@@ -20,6 +20,10 @@ from ._frontend import available_cpus, normalize  # noqa: F401 - part of this in
 from ._registry import REGISTRY
 from .methods import tensorflow_conv
 
+__all__ = ["auto_candidates", "auto_choice", "available_cpus", "cpu_has", "declared_methods",
+           "flops", "fma_peak", "kernel_build", "normalize", "tensorflow_conv2d",
+           "tensorflow_module", "usable_method", "valid_out_shape"]
+
 
 def declared_methods() -> List[str]:
     """Every method name declared here, usable or not (a missing dependency, a broken

@@ -22,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{report.one_line(message)} (see {self.prog} --help)")
 
 
-EPILOG = f"""\
+EPILOG = """\
 shapes (--shape, repeatable; every problem is VALID, stride 1, x and w standard normal):
   N,H,W,CIN:KH,KW,COUT   e.g. 100,32,32,3:3,3,16 (KH,KW,CIN,COUT is accepted too)
 """ + "".join(f"  {k:<21}  x {tup(v[0])}, w {tup(v[1])}\n" for k, v in NAMED_SHAPES.items()) + """
