@@ -11,16 +11,19 @@ process. ``--suite`` runs the public benchmark suite instead.
 
 One room a module:
 
-* ``shapes``: the named problems (one source, also for asv) and ``--shape`` parsing;
-* ``timing``: the timing loop (also asv's);
+* ``shapes``: the named problems and networks (one source, also for asv), ``--shape``;
+* ``timing``: the timing loops (also asv's);
 * ``frameworks``: the optional baselines (TensorFlow, PyTorch) and tools (matplotlib,
   threadpoolctl);
 * ``reference``: what the errors are measured against, and the error measure;
 * ``machine``: the FMA peak, the machine's description, the memory check;
+* ``selection``: which methods run;
 * ``measure``: the contenders and one case's measurement (rows);
+* ``network``: ``--network``, a network's layers against the frameworks;
+* ``accuracy``: ``--accuracy``, each method's error on the accuracy grid, and the contract;
 * ``report``: progress lines, tables and notes;
 * ``plot``: the bar chart;
-* ``cli``: the command line, which ties them together.
+* ``options`` and ``cli``: the command line, which ties them together.
 
 ``shapes`` and ``timing`` use the standard library only: asv loads them by path when the
 conv it measures (an older commit) has no ``conv.bench``. Everything else reaches conv
