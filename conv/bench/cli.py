@@ -7,7 +7,7 @@ Bad options give one line on stderr and exit status 2; nothing prints a tracebac
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -181,8 +181,7 @@ def _write_json(out, s: Settings, info: dict, reference, tf_ok: bool, ceilings, 
                        flops=c.flops) for c in s.cases],
         "rows": [dict(asdict(r), label=r.label) for r in rows],
     }
-    json.dump(report.jsonable(doc), out, indent=2, allow_nan=False)
-    out.write("\n")
+    report.write_json(out, doc)
 
 
 def _write_notes(out, s: Settings, rows, peak: machine.Peak) -> None:
@@ -200,6 +199,22 @@ def _write_notes(out, s: Settings, rows, peak: machine.Peak) -> None:
 
 
 # ---------------------------------------------------------------- the run
+@contextlib.contextmanager
+def _machine(s: Settings, progress, peak_repeat: int):
+    """The baselines' threads and NumPy's BLAS limited to the run's threads (the limit held
+    while the block runs), the FMA peak measured for each dtype: yields (peak, the
+    machine's description, whether TensorFlow is here)."""
+    tf_ok = frameworks.tensorflow_available()
+    tf_threads = frameworks.init_tensorflow(s.threads) if tf_ok else None
+    blas_ctx, blas_limited = frameworks.threadpool_limits(s.threads)
+    with blas_ctx:
+        peak = machine.Peak(s.threads)
+        for dt in s.dtypes:
+            progress.update(f"measuring the machine's peak (FMA loop, {dt})", important=True)
+            peak.measure(dt, repeat=peak_repeat)
+        yield peak, machine.describe(s.threads, tf_threads, blas_limited), tf_ok
+
+
 def _main(argv: Optional[Sequence[str]]) -> int:
     s = settings(sys.argv[1:] if argv is None else argv)
     if s.args.network:
@@ -208,17 +223,8 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         return _accuracy(s)
     args, progress, out = s.args, report.Progress(), sys.stdout
 
-    # the reference, the baselines' threads, the machine's peak
-    tf_ok = frameworks.tensorflow_available()
-    tf_threads = frameworks.init_tensorflow(s.threads) if tf_ok else None
-    reference = select_reference()
-    blas_ctx, blas_limited = frameworks.threadpool_limits(s.threads)
-    with blas_ctx:
-        peak = machine.Peak(s.threads)
-        for dt in s.dtypes:
-            progress.update(f"measuring the machine's peak (FMA loop, {dt})", important=True)
-            peak.measure(dt, repeat=3 if args.quick else 5)
-        info = machine.describe(s.threads, tf_threads, blas_limited)
+    with _machine(s, progress, peak_repeat=3 if args.quick else 5) as (peak, info, tf_ok):
+        reference = select_reference()
         if not args.json:
             progress.clear()
             _print_header(out, s, info, reference, tf_ok)
@@ -254,15 +260,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
 def _network(s: Settings) -> int:
     """--network: the layer tables (one per dtype and batch size) or their JSON."""
     args, progress, out = s.args, report.Progress(), sys.stdout
-    tf_threads = (frameworks.init_tensorflow(s.threads)
-                  if frameworks.tensorflow_available() else None)
-    blas_ctx, blas_limited = frameworks.threadpool_limits(s.threads)
-    with blas_ctx:
-        peak = machine.Peak(s.threads)
-        for dt in s.dtypes:
-            progress.update(f"measuring the machine's peak (FMA loop, {dt})", important=True)
-            peak.measure(dt, repeat=5)
-        info = machine.describe(s.threads, tf_threads, blas_limited)
+    with _machine(s, progress, peak_repeat=5) as (peak, info, _):
         rounds = 2 if args.quick else network.ROUNDS
         rows = network.run(args.network, s.batches, s.dtypes, s.threads, progress, rounds)
     progress.clear()
@@ -270,8 +268,7 @@ def _network(s: Settings) -> int:
         doc = {"conv_version": conv.__version__, "mode": "network", "network": args.network,
                "machine": info, "ceiling_gflops": peak.all(), "rounds": rounds,
                "rows": [asdict(r) for r in rows]}
-        json.dump(report.jsonable(doc), out, indent=2, allow_nan=False)
-        out.write("\n")
+        report.write_json(out, doc)
         return 0
     print(f"conv: {args.network}'s conv layers, conv {conv.__version__}, {s.threads} threads; "
           f"per layer the median of {rounds} rounds; in each round auto, TensorFlow "

@@ -173,27 +173,31 @@ class SlicedMethod(Method):
         return Timing(best, np.concatenate(outs, axis=0), runs, images)
 
 
-class TensorFlowBaseline(Method):
-    """tf.nn.conv2d called directly, as the article's reference (the "vs TF" baseline)."""
+class Baseline(Method):
+    """A framework's own conv2d, outside conv: never skipped (it computes both dtypes)."""
 
     kind = "baseline"
 
-    def __init__(self):
-        super().__init__(TF_BASELINE)
-
     def skip_reason(self, dtype: str) -> Optional[str]:
         return None
+
+
+class TensorFlowBaseline(Baseline):
+    """tf.nn.conv2d called directly, as the article's reference (the "vs TF" baseline)."""
+
+    def __init__(self):
+        super().__init__(TF_BASELINE)
 
     def measure(self, x, w, opts: Options, progress, tag: str) -> Timing:
         seconds, out = best_of(frameworks.tensorflow_callable(x, w), opts.repeat)
         return Timing(seconds, out, opts.repeat, x.shape[0])
 
 
-class TorchBaseline(TensorFlowBaseline):
+class TorchBaseline(Baseline):
     """torch.nn.functional.conv2d on NCHW copies made before timing ("vs torch")."""
 
     def __init__(self, torch):
-        Method.__init__(self, TORCH_BASELINE)
+        super().__init__(TORCH_BASELINE)
         self.torch = torch
 
     def measure(self, x, w, opts: Options, progress, tag: str) -> Timing:

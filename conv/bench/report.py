@@ -1,6 +1,7 @@
 """What people read: progress lines on stderr, the tables and notes on stdout."""
 from __future__ import annotations
 
+import json
 import math
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -25,6 +26,12 @@ def jsonable(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def write_json(out, doc) -> None:
+    """doc as one strict JSON document (NaN and Inf as null) on ``out``."""
+    json.dump(jsonable(doc), out, indent=2, allow_nan=False)
+    out.write("\n")
 
 
 class Progress:
