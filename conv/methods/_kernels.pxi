@@ -198,9 +198,10 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     """Direct order: each tile sums over every tap before it is stored.
 
     x: (N, H, W, C_in), unpadded; wp: (channel tiles, KH, KW, C_in, NR) from
-    pack_weights (NR: one of TILE_WIDTHS); zeros: KW*C_in zeros; out: (N, OH, OW, C_out). pt/pl: top/left
-    padding. zeros_exact: every weight is finite (see _tile.h). blocks_outer: task
-    order; it changes speed, never results. threads: at most this many threads.
+    pack_weights, NR one of TILE_WIDTHS; zeros: KW*C_in zeros; out: (N, OH, OW, C_out).
+    pt/pl: top/left padding. zeros_exact: every weight is finite (see _tile.h).
+    blocks_outer: task order; it changes speed, never results. threads: at most this
+    many threads.
     """
     _drive(conv_direct_f, conv_direct_d, conv_direct_f_half, conv_direct_d_half, x, wp,
            zeros, out, sh, sw, dh, dw, pt, pl, zeros_exact, blocks_outer, threads)
