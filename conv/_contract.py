@@ -19,6 +19,19 @@ Pads = Tuple[Pair, Pair]
 
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+#: What a method's results promise (``Method.accuracy``):
+#:   "componentwise"  every output element y within rtol * (|x| conv |w|) of the exact
+#:                    result (conv.testing.RTOL: 1e-5 float32, 1e-12 float64), as any
+#:                    sum of the products in some order is; NaN/Inf where the exact
+#:                    result has them.
+#:   "normwise"       max|y - exact| <= NORMWISE_TOLERANCE[dtype] * max|exact| over the
+#:                    whole output (fast algorithms that transform their inputs, such
+#:                    as Winograd's, spread rounding errors across a tile), NaN/Inf
+#:                    where the exact result has them.
+ACCURACY_KINDS = ("componentwise", "normwise")
+#: The normwise bound (oneDNN's benchdnn accepts 2e-5 for its float32 Winograd).
+NORMWISE_TOLERANCE = {"float32": 2e-5, "float64": 1e-12}
+
 
 class MethodError(RuntimeError):
     """A registered method cannot be loaded, or its kernel broke the contract
@@ -91,6 +104,9 @@ class Method:
       requires          importable module names the method needs; if one is missing
                         the method is listed as unavailable and ``install_hint`` says
                         how to get it.
+      accuracy          "componentwise" (default) or "normwise": the error bound its
+                        results keep (ACCURACY_KINDS); conv.testing.check_method holds
+                        the method to it.
     """
 
     name: str
@@ -103,6 +119,7 @@ class Method:
     pads_itself: bool = False
     requires: Tuple[str, ...] = ()
     install_hint: str = ""
+    accuracy: str = "componentwise"
     # Filled in by the registry, not by the method's author.
     distribution: Optional[str] = None
     version: Optional[str] = None
@@ -119,6 +136,10 @@ class Method:
         if bad or not dtypes:
             raise ValueError(
                 f"Method.dtypes must be a non-empty subset of ('float32', 'float64'); got {self.dtypes!r}"
+            )
+        if self.accuracy not in ACCURACY_KINDS:
+            raise ValueError(
+                f"Method.accuracy must be one of {ACCURACY_KINDS}; got {self.accuracy!r}"
             )
         object.__setattr__(self, "dtypes", dtypes)
         object.__setattr__(self, "requires", tuple(self.requires))

@@ -40,14 +40,14 @@ def _run_against_tf(method, dtype, case, tf_conv):
     assert isinstance(out, np.ndarray)
     assert out.dtype == np.dtype(dtype)
     assert out.shape == expected_tf.shape == case.out_shape
+    accuracy = kit.method_accuracy(method, x, w, **case.kwargs)
     if dtype == "float32":
-        kit.assert_conv_close(out, expected_tf, scale, dtype)
+        kit.assert_conv_accurate(out, expected_tf, scale, dtype, accuracy)
     else:
-        kit.assert_conv_close(out, ref, scale, dtype)
         finite = np.isfinite(expected_tf)
         assert finite.all()  # random finite inputs
         kit.assert_conv_close(expected_tf, ref, scale, dtype)
-    kit.assert_conv_close(out, ref, scale, dtype)
+    kit.assert_conv_accurate(out, ref, scale, dtype, accuracy)
     assert np.array_equal(x, x0) and np.array_equal(w, w0)
 
 
@@ -236,7 +236,8 @@ def _property(method, data):
     expected = kit.reference_conv2d(x, w, **ref_kwargs)
     assert out.dtype == x.dtype
     assert out.shape == expected.shape
-    kit.assert_conv_close(out, expected, kit.tolerance_scale(x, w, **ref_kwargs), x.dtype)
+    kit.assert_conv_accurate(out, expected, kit.tolerance_scale(x, w, **ref_kwargs), x.dtype,
+                             kit.method_accuracy(method, x, w, **kwargs))
 
 
 @pytest.mark.parametrize("method", FAST_METHODS)

@@ -526,7 +526,7 @@ def test_forked_children_keep_their_threads_and_do_not_hang():
 @pytest.mark.skipif(not hasattr(os, "kill") or sys.platform == "win32",
                     reason="sends SIGINT to a child process")
 def test_ctrl_c_interrupts_a_long_compiled_call():
-    """SIGINT during a long direct/matmul call (about 10 s on one core here) raises
+    """SIGINT during a long direct/matmul/winograd call (seconds on one core here) raises
     KeyboardInterrupt promptly at 1 and 2 threads, returns no partial result, and leaves
     the interpreter and the kernels usable. The bound checked is loose (5 s after the
     signal, against a call of several seconds); the latency measured is milliseconds."""
@@ -536,10 +536,12 @@ def test_ctrl_c_interrupts_a_long_compiled_call():
         import numpy as np, conv
         rng = np.random.default_rng(0)
         x = rng.standard_normal((8, 128, 128, 256)).astype(np.float32)
-        w = rng.standard_normal((5, 5, 256, 512)).astype(np.float32)
+        w5 = rng.standard_normal((5, 5, 256, 512)).astype(np.float32)
+        w3 = rng.standard_normal((3, 3, 256, 512)).astype(np.float32)
+        x3 = np.concatenate([x, x])
         xs, ws = np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 2))
         report = []
-        for method in ("direct", "matmul"):
+        for method, x, w in (("direct", x, w5), ("matmul", x, w5), ("winograd", x3, w3)):
             for threads in (1, 2):
                 sent = []
                 def fire():

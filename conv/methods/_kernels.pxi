@@ -76,6 +76,26 @@ cdef extern from "_drivers.h" nogil:
     void conv_matmul_f_half(const conv_problem* p, int threads)
     void conv_matmul_d_half(const conv_problem* p, int threads)
 
+cdef extern from "_winograd.h" nogil:
+    ctypedef struct conv_wino_problem:
+        const void* x
+        const void* u
+        const void* zeros
+        void* out
+        Py_ssize_t N, H, W, CI, ncot, nr, OH, OW, CO, pt, pl
+        int m
+        Py_ssize_t bt, gcot
+        int nonfinite, failed
+        conv_interrupt* intr
+    ctypedef struct conv_wino_weights:
+        const void* w
+        void* u
+        Py_ssize_t CI, CO, ncot
+    void conv_winograd_f(conv_wino_problem* p, int threads)
+    void conv_winograd_d(conv_wino_problem* p, int threads)
+    void conv_winograd_f_weights(conv_wino_weights* p, int m, int threads)
+    void conv_winograd_d_weights(conv_wino_weights* p, int m, int threads)
+
 cdef extern from "_peak.h" nogil:
     double conv_peak_f(long long n, double seed)
     double conv_peak_d(long long n, double seed)
@@ -218,6 +238,72 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     conv2d_direct."""
     _drive(conv_matmul_f, conv_matmul_d, conv_matmul_f_half, conv_matmul_d_half, x, wp,
            zeros, out, sh, sw, dh, dw, pt, pl, zeros_exact, blocks_outer, threads)
+
+
+def winograd_weights(const real[:, :, :, ::1] w, real[:, :, :, ::1] u, int m,
+                     int threads):
+    """Transform 3x3 weights w (3, 3, C_in, C_out) for F(m x m, 3 x 3) into u
+    ((m + 2)**2, channel tiles, C_in, NR): U = G g G^T, computed in float64 and rounded
+    once, zero past C_out. NR is the dtype's full tile width (NR)."""
+    cdef conv_wino_weights p
+    cdef Py_ssize_t nr = NR["float32" if real is float else "float64"]
+    if m not in (2, 4):
+        raise ValueError(f"m must be 2 or 4, not {m}")
+    if (w.shape[0] != 3 or w.shape[1] != 3 or u.shape[0] != (m + 2) ** 2 or u.shape[2] != w.shape[2]
+            or u.shape[3] != nr or u.shape[1] * nr < w.shape[3]):
+        raise ValueError("w must be (3, 3, C_in, C_out) and u ((m+2)**2, tiles, C_in, NR)")
+    if u.shape[0] * u.shape[1] * u.shape[2] == 0:
+        return
+    p.w = &w[0, 0, 0, 0] if w.shape[2] * w.shape[3] else &u[0, 0, 0, 0]
+    p.u = &u[0, 0, 0, 0]
+    p.CI, p.CO, p.ncot = w.shape[2], w.shape[3], u.shape[1]
+    with nogil:
+        if real is float:
+            conv_winograd_f_weights(&p, m, threads)
+        else:
+            conv_winograd_d_weights(&p, m, threads)
+
+
+def conv2d_winograd(const real[:, :, :, ::1] x, const real[:, :, :, ::1] u,
+                    const real[::1] zeros, real[:, :, :, ::1] out, Py_ssize_t pt,
+                    Py_ssize_t pl, int threads, Py_ssize_t bt=0, Py_ssize_t gcot=0):
+    """Winograd F(m x m, 3 x 3) at stride 1, dilation 1, m from u's shape (16 transform
+    positions: m = 2; 36: m = 4). x: (N, H, W, C_in), unpadded; u: from
+    winograd_weights; zeros: at least C_in zeros; out: (N, OH, OW, C_out); pt/pl:
+    top/left padding. bt, gcot: tiles and channel tiles a task (0: chosen for the
+    cache and the threads); they change speed, never results. Returns False when an Inf or NaN was met (in x, or from an
+    overflow): out is then not valid and the caller recomputes it exactly. Ctrl-C raises
+    its KeyboardInterrupt once every thread has stopped."""
+    cdef conv_wino_problem p
+    cdef _Interrupt intr
+    cdef Py_ssize_t nr = NR["float32" if real is float else "float64"]
+    if u.shape[0] not in (16, 36) or u.shape[3] != nr or u.shape[2] != x.shape[3]:
+        raise ValueError(f"u must be (16 or 36, tiles, {x.shape[3]}, {nr})")
+    if u.shape[1] * nr < out.shape[3] or out.shape[0] != x.shape[0] or zeros.shape[0] < max(1, x.shape[3]):
+        raise ValueError("u has too few channel tiles, out the wrong batch, or zeros too short")
+    if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] == 0:
+        return True
+    p.zeros = &zeros[0]
+    p.x = &x[0, 0, 0, 0] if x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] else p.zeros
+    p.u = &u[0, 0, 0, 0]
+    p.out = &out[0, 0, 0, 0]
+    p.N, p.H, p.W, p.CI = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    p.ncot, p.nr = u.shape[1], nr
+    p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
+    p.pt, p.pl = pt, pl
+    p.m = 2 if u.shape[0] == 16 else 4
+    p.bt, p.gcot = max(0, bt), min(max(0, gcot), u.shape[1])
+    intr = _Interrupt()
+    p.intr = &intr.c
+    with nogil:
+        if real is float:
+            conv_winograd_f(&p, threads)
+        else:
+            conv_winograd_d(&p, threads)
+    intr.finish()
+    if p.failed:
+        raise MemoryError("conv2d_winograd: no memory for a task's scratch")
+    return not p.nonfinite
 
 
 def ukernel(str name, const real[:, :, ::1] x, const real[:, :, :, ::1] wp,

@@ -39,14 +39,25 @@ meant for small shapes.
 from typing import Any, Tuple  # noqa: F401 - resolve Case's string annotations (see below)
 
 from ._cases import ARTICLE_CASES, CASES, Case, case_ids, get_case, make_inputs
-from ._check import check_method
+from ._check import check_method, method_accuracy
 from ._reference import explicit_padding, nonfinite_meets_padding, output_shape, reference_conv2d
-from ._tolerance import RTOL, assert_conv_close, tolerance_scale
+from ._tolerance import (
+    NORMWISE,
+    RTOL,
+    assert_conv_accurate,
+    assert_conv_close,
+    assert_conv_normwise,
+    tolerance_scale,
+)
 
 __all__ = [
     "reference_conv2d",
     "tolerance_scale",
     "assert_conv_close",
+    "assert_conv_normwise",
+    "assert_conv_accurate",
+    "method_accuracy",
+    "NORMWISE",
     "Case",
     "CASES",
     "ARTICLE_CASES",

@@ -7,7 +7,7 @@ import numpy as np
 
 from ._cases import CASES, Case, make_inputs
 from ._reference import nonfinite_meets_padding, reference_conv2d
-from ._tolerance import assert_conv_close, tolerance_scale
+from ._tolerance import assert_conv_accurate, tolerance_scale
 
 
 class _Failure(AssertionError):
@@ -22,6 +22,18 @@ def _where(name, label, exc):
 
 def _snapshot(*arrays) -> List[bytes]:
     return [np.asarray(a).tobytes(order="A") + repr(np.asarray(a).shape).encode() for a in arrays]
+
+
+def method_accuracy(name: str, x=None, w=None, **kwargs) -> str:
+    """The error bound method ``name``'s results keep (``Method.accuracy``:
+    "componentwise" or "normwise"). For ``"auto"``, the bound of the method auto picks
+    for ``conv2d(x, w, **kwargs)``."""
+    import conv
+    from .. import _introspect
+
+    if name == "auto":
+        name = _introspect.auto_choice(x, w, kwargs.pop("threads", None), **kwargs)
+    return conv.get_method(name).accuracy
 
 
 def _check_one(name, x, w, kwargs, dtype, label, bases=None, threads=None):
@@ -48,7 +60,8 @@ def _check_one(name, x, w, kwargs, dtype, label, bases=None, threads=None):
         expected = reference_conv2d(x, w, **kwargs)
         if out.shape != expected.shape:
             raise AssertionError(f"returned shape {out.shape}, expected {expected.shape}")
-        assert_conv_close(out, expected, tolerance_scale(x, w, **kwargs), dtype)
+        assert_conv_accurate(out, expected, tolerance_scale(x, w, **kwargs), dtype,
+                             method_accuracy(name, x, w, threads=threads, **kwargs))
     except AssertionError as exc:
         raise _where(name, label, exc) from exc
 
@@ -174,7 +187,9 @@ def check_method(
     Checks, through ``conv.conv2d(..., method=name)``:
       * every case of ``cases`` (default :data:`CASES`) in each dtype (default: the
         method's declared ``dtypes``) against :func:`reference_conv2d`, within
-        1e-5 (float32) / 1e-12 (float64) of :func:`tolerance_scale`; output is a
+        1e-5 (float32) / 1e-12 (float64) of :func:`tolerance_scale` elementwise, or,
+        for a method declaring ``accuracy="normwise"``, within :data:`NORMWISE` of
+        the largest exact value (:func:`assert_conv_normwise`); output is a
         numpy.ndarray of the input dtype and TensorFlow's shape;
       * inputs are never written to, whatever their layout (read-only, Fortran
         order, negative strides, non-contiguous views, non-native byte order),

@@ -1,0 +1,282 @@
+/* One Winograd F(WM x WM, 3 x 3) convolution, for one element type: a template included
+ * by _winograd.h once per (element type, WM) with these defined:
+ *
+ *   T, V, L          element, vector of L elements (V == T, L == 1 without vector code)
+ *   LOADV, STOREV    unaligned vector load and store
+ *   TILE, NR         the micro-kernel (_ukernel.h) and its width; the element-wise
+ *                    products run on it as T batched matrix products
+ *   WM               output tile edge: 2 or 4 (input tiles WA = WM + 2 wide)
+ *   WNAME(s)         this instantiation's function names
+ *
+ * A task is a block of up to p->bt output tiles (flattened over images, tile rows and
+ * tile columns) times a group of up to p->gcot channel tiles. It
+ *   1. transforms the block's input tiles, V = B^T d B, into vb[xi][tile][c_in];
+ *   2. multiplies, for each of the WA*WA transform positions xi, the block's
+ *      (tiles x C_in) matrix by the transformed weights (C_in x NR per channel tile),
+ *      on the micro-kernel, into mb[xi][tile][c_out];
+ *   3. transforms each tile's products back, Y = A^T M A, into the output.
+ * Every output element is computed by one task in one order whatever the thread count,
+ * the block size or the channel grouping: results do not depend on them.
+ */
+#define WA (WM + 2)
+#define WT (WA * WA)
+
+/* The transforms along one axis, from WA (input, products) or 3 (weights) values. */
+#if WM == 2
+#define WIN_IN(o, d)                                                          \
+    (o)[0] = (d)[0] - (d)[2]; (o)[1] = (d)[1] + (d)[2];                       \
+    (o)[2] = (d)[2] - (d)[1]; (o)[3] = (d)[1] - (d)[3];
+#define WIN_OUT(y, s)                                                         \
+    (y)[0] = (s)[0] + (s)[1] + (s)[2]; (y)[1] = (s)[1] - (s)[2] - (s)[3];
+#define WIN_G(o, k, g0, g1, g2)                                               \
+    { const double e_ = (g0) + (g2);                                          \
+      (o)[0][k] = (g0); (o)[1][k] = 0.5 * (e_ + (g1));                        \
+      (o)[2][k] = 0.5 * (e_ - (g1)); (o)[3][k] = (g2); }
+#else
+#define WIN_IN(o, d)                                                          \
+    (o)[0] = ((T)4 * (d)[0] - (T)5 * (d)[2]) + (d)[4];                        \
+    (o)[1] = ((d)[3] + (d)[4]) - (T)4 * ((d)[1] + (d)[2]);                    \
+    (o)[2] = ((d)[4] - (d)[3]) + (T)4 * ((d)[1] - (d)[2]);                    \
+    (o)[3] = ((d)[4] - (d)[2]) + (T)2 * ((d)[3] - (d)[1]);                    \
+    (o)[4] = ((d)[4] - (d)[2]) - (T)2 * ((d)[3] - (d)[1]);                    \
+    (o)[5] = ((T)4 * (d)[1] - (T)5 * (d)[3]) + (d)[5];
+#define WIN_OUT(y, s)                                                         \
+    (y)[0] = (s)[0] + ((s)[1] + (s)[2]) + ((s)[3] + (s)[4]);                  \
+    (y)[1] = ((s)[1] - (s)[2]) + (T)2 * ((s)[3] - (s)[4]);                    \
+    (y)[2] = ((s)[1] + (s)[2]) + (T)4 * ((s)[3] + (s)[4]);                    \
+    (y)[3] = (((s)[1] - (s)[2]) + (T)8 * ((s)[3] - (s)[4])) + (s)[5];
+#define WIN_G(o, k, g0, g1, g2)                                               \
+    { const double e_ = (g0) + (g2), f_ = (g0) / 24.0 + (g2) / 6.0;           \
+      (o)[0][k] = (g0) / 4.0; (o)[1][k] = -(e_ + (g1)) / 6.0;                 \
+      (o)[2][k] = -(e_ - (g1)) / 6.0; (o)[3][k] = f_ + (g1) / 12.0;           \
+      (o)[4][k] = f_ - (g1) / 12.0; (o)[5][k] = (g2); }
+#endif
+
+/* B^T d B for one lane group: d[a][b] loaded from row pointers, stored to dst[xi * ld]
+ * (xi = a * WA + b); chk accumulates v - v (zero unless a value is Inf or NaN). */
+#define WIN_INPUT_TILE(VT, LOAD, STORE)                                       \
+    {                                                                         \
+        VT d_[WA][WA], t_[WA][WA], col_[WA], o_[WA];                          \
+        int a_, b_;                                                           \
+        for (a_ = 0; a_ < WA; a_++)                                           \
+            for (b_ = 0; b_ < WA; b_++) d_[a_][b_] = LOAD(src[a_][b_] + c);   \
+        for (b_ = 0; b_ < WA; b_++) {                                         \
+            for (a_ = 0; a_ < WA; a_++) col_[a_] = d_[a_][b_];                \
+            WIN_IN(o_, col_)                                                  \
+            for (a_ = 0; a_ < WA; a_++) t_[a_][b_] = o_[a_];                  \
+        }                                                                     \
+        for (a_ = 0; a_ < WA; a_++) {                                         \
+            WIN_IN(o_, t_[a_])                                                \
+            for (b_ = 0; b_ < WA; b_++) {                                     \
+                chk += o_[b_] - o_[b_];                                       \
+                STORE(dst + (a_ * WA + b_) * ld + c, o_[b_]);                 \
+            }                                                                 \
+        }                                                                     \
+    }
+
+/* A^T M A for one lane group: M[xi] loaded from src + xi * ld, the WM x WM results
+ * left in y_. */
+#define WIN_OUTPUT_TILE(VT, LOAD)                                             \
+    VT m_[WA][WA], s_[WM][WA], col_[WA], o_[WM];                              \
+    {                                                                         \
+        int a_, b_;                                                           \
+        for (a_ = 0; a_ < WA; a_++)                                           \
+            for (b_ = 0; b_ < WA; b_++) m_[a_][b_] = LOAD(src + (a_ * WA + b_) * ld + c); \
+        for (b_ = 0; b_ < WA; b_++) {                                         \
+            for (a_ = 0; a_ < WA; a_++) col_[a_] = m_[a_][b_];                \
+            WIN_OUT(o_, col_)                                                 \
+            for (a_ = 0; a_ < WM; a_++) s_[a_][b_] = o_[a_];                  \
+        }                                                                     \
+        for (a_ = 0; a_ < WM; a_++) {                                         \
+            WIN_OUT(y_[a_], s_[a_])                                           \
+            for (b_ = 0; b_ < WM; b_++) chk += y_[a_][b_] - y_[a_][b_];       \
+        }                                                                     \
+    }
+
+#define WIN_SCALAR_LOAD(p) (*(p))
+#define WIN_SCALAR_STORE(p, v) (*(p) = (v))
+
+/* Where tile `tile` lies: its image and the input position of its top-left tap. */
+static void WNAME(locate)(const conv_wino_problem *p, ptrdiff_t tile, ptrdiff_t *n,
+                          ptrdiff_t *oy, ptrdiff_t *ox) {
+    const ptrdiff_t th = (p->OH + WM - 1) / WM, tw = (p->OW + WM - 1) / WM;
+    ptrdiff_t r;
+    *n = tile / (th * tw);
+    r = tile - *n * th * tw;
+    *oy = (r / tw) * WM;
+    *ox = (r - (r / tw) * tw) * WM;
+}
+
+/* Step 1 for tiles [t0, t0 + nt): vb[(xi * bt + q) * CI + c]. Returns the check sum. */
+static T WNAME(input)(const conv_wino_problem *p, ptrdiff_t t0, ptrdiff_t nt, T *vb) {
+    const T *x = (const T *)p->x, *zeros = (const T *)p->zeros;
+    const ptrdiff_t CI = p->CI, H = p->H, W = p->W, ld = p->bt * CI;
+    V chkv = {0};
+    T chk = 0;
+    ptrdiff_t q;
+    for (q = 0; q < nt; q++) {
+        const T *src[WA][WA];
+        T *dst = vb + q * CI;
+        ptrdiff_t n, oy, ox, c = 0;
+        int a, b;
+        WNAME(locate)(p, t0 + q, &n, &oy, &ox);
+        for (a = 0; a < WA; a++) {
+            const ptrdiff_t iy = oy - p->pt + a;
+            for (b = 0; b < WA; b++) {
+                const ptrdiff_t ix = ox - p->pl + b;
+                src[a][b] = (iy >= 0 && iy < H && ix >= 0 && ix < W)
+                                ? x + ((n * H + iy) * W + ix) * CI : zeros;
+            }
+        }
+        {
+            V chk_ = chkv;
+#define chk chk_
+            for (; c + L <= CI; c += L) WIN_INPUT_TILE(V, LOADV, STOREV)
+#undef chk
+            chkv = chk_;
+        }
+        for (; c < CI; c++) WIN_INPUT_TILE(T, WIN_SCALAR_LOAD, WIN_SCALAR_STORE)
+    }
+    {
+        T lanes[L];
+        int k;
+        memcpy(lanes, &chkv, sizeof lanes);
+        for (k = 0; k < L; k++) chk += lanes[k];
+    }
+    return chk;
+}
+
+/* Step 3 for tiles [t0, t0 + nt) and channels [c0, c0 + nco) of the output, from
+ * mb[(xi * bt + q) * nco + c]. Returns the check sum. */
+static T WNAME(output)(const conv_wino_problem *p, ptrdiff_t t0, ptrdiff_t nt,
+                       const T *mb, ptrdiff_t c0, ptrdiff_t nco) {
+    T *out = (T *)p->out;
+    const ptrdiff_t CO = p->CO, OH = p->OH, OW = p->OW, ld = p->bt * nco;
+    V chkv = {0};
+    T chk = 0;
+    ptrdiff_t q;
+    for (q = 0; q < nt; q++) {
+        const T *src = mb + q * nco;
+        ptrdiff_t n, oy, ox, c;
+        const ptrdiff_t keep = CO - c0 < nco ? CO - c0 : nco; /* real channels */
+        int u, v, rows, cols;
+        WNAME(locate)(p, t0 + q, &n, &oy, &ox);
+        rows = (int)(OH - oy < WM ? OH - oy : WM);
+        cols = (int)(OW - ox < WM ? OW - ox : WM);
+        for (c = 0; c < nco && c < keep; c += L) { /* nco is a whole number of vectors */
+            V y_[WM][WM];
+            {
+                V chk_ = chkv;
+#define chk chk_
+                WIN_OUTPUT_TILE(V, LOADV)
+#undef chk
+                chkv = chk_;
+            }
+            for (u = 0; u < rows; u++) {
+                T *o = out + ((n * OH + oy + u) * OW + ox) * CO + c0 + c;
+                for (v = 0; v < cols; v++, o += CO) {
+                    if (c + L <= keep) {
+                        STOREV(o, y_[u][v]);
+                    } else {
+                        T lanes[L];
+                        memcpy(lanes, &y_[u][v], sizeof lanes);
+                        memcpy(o, lanes, (size_t)(keep - c) * sizeof(T));
+                    }
+                }
+            }
+        }
+    }
+    {
+        T lanes[L];
+        int k;
+        memcpy(lanes, &chkv, sizeof lanes);
+        for (k = 0; k < L; k++) chk += lanes[k];
+    }
+    return chk;
+}
+
+static void WNAME(tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
+    conv_wino_problem *p = (conv_wino_problem *)ctx;
+    const T *u = (const T *)p->u, *zeros = (const T *)p->zeros;
+    const ptrdiff_t CI = p->CI, bt = p->bt, gcot = p->gcot, ncot = p->ncot;
+    const ptrdiff_t ntile = conv_wino_tiles(p), ncog = (ncot + gcot - 1) / gcot;
+    T *vb = (T *)malloc((size_t)(WT * bt * CI) * sizeof(T));
+    T *mb = (T *)malloc((size_t)(WT * bt * gcot * NR) * sizeof(T));
+    T chk = 0;
+    ptrdiff_t task;
+    if (vb == NULL || mb == NULL) {
+        CONV_STORE_RELAXED(&p->failed, 1);
+        begin = end;
+    }
+    for (task = begin; task < end; task++) {
+        const ptrdiff_t blk = task / ncog, cot0 = (task - blk * ncog) * gcot;
+        const ptrdiff_t t0 = blk * bt, nt = ntile - t0 < bt ? ntile - t0 : bt;
+        const ptrdiff_t ncg = ncot - cot0 < gcot ? ncot - cot0 : gcot, nco = ncg * NR;
+        ptrdiff_t xi, cot, q0;
+        if (conv_interrupted(p->intr, task)) break; /* Ctrl-C: every thread stops */
+        chk += WNAME(input)(p, t0, nt, vb);
+        for (xi = 0; xi < WT; xi++)
+            for (cot = cot0; cot < cot0 + ncg; cot++) {
+                const T *wt = u + (xi * ncot + cot) * CI * NR;
+                T *m = mb + xi * bt * nco + (cot - cot0) * NR;
+                for (q0 = 0; q0 < nt; q0 += CONV_MR) {
+                    const int mr = (int)(nt - q0 < CONV_MR ? nt - q0 : CONV_MR);
+                    TILE(vb + xi * bt * CI, wt, zeros, m + q0 * nco, nco, mr, NR, 0, q0, nt,
+                         1, nt, CI, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0);
+                }
+            }
+        chk += WNAME(output)(p, t0, nt, mb, cot0 * NR, nco);
+    }
+    if (chk != 0) /* an Inf or NaN went in or came out: the caller falls back */
+        CONV_STORE_RELAXED(&p->nonfinite, 1);
+    free(vb);
+    free(mb);
+}
+
+/* The weights' transform, U = G g G^T for every (c_in, c_out), into u[(xi * ncot + cot)
+ * * CI + ci][lane] (zero past C_out), computed in double, a channel tile at a time (the
+ * innermost loops run over its NR lanes): tasks are input channels. */
+static void WNAME(weight_tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
+    const conv_wino_weights *p = (const conv_wino_weights *)ctx;
+    const T *w = (const T *)p->w;
+    T *u = (T *)p->u;
+    const ptrdiff_t CI = p->CI, CO = p->CO, ncot = p->ncot;
+    ptrdiff_t ci, cot;
+    for (ci = begin; ci < end; ci++)
+        for (cot = 0; cot < ncot; cot++) {
+            double g[3][3][NR], t[WA][3][NR], r[WA][NR];
+            int a, b, k;
+            for (a = 0; a < 3; a++)
+                for (b = 0; b < 3; b++)
+                    for (k = 0; k < NR; k++) {
+                        const ptrdiff_t co = cot * NR + k;
+                        g[a][b][k] = co < CO ? (double)w[((a * 3 + b) * CI + ci) * CO + co] : 0.0;
+                    }
+            for (b = 0; b < 3; b++)
+                for (k = 0; k < NR; k++) {
+                    WIN_G(r, k, g[0][b][k], g[1][b][k], g[2][b][k])
+                    for (a = 0; a < WA; a++) t[a][b][k] = r[a][k];
+                }
+            for (a = 0; a < WA; a++) {
+                for (k = 0; k < NR; k++) {
+                    WIN_G(r, k, t[a][0][k], t[a][1][k], t[a][2][k])
+                }
+                for (b = 0; b < WA; b++) {
+                    T *dst = u + (((ptrdiff_t)(a * WA + b) * ncot + cot) * CI + ci) * NR;
+                    for (k = 0; k < NR; k++) dst[k] = (T)r[b][k];
+                }
+            }
+        }
+}
+
+#undef WA
+#undef WT
+#undef WIN_IN
+#undef WIN_OUT
+#undef WIN_G
+#undef WIN_INPUT_TILE
+#undef WIN_OUTPUT_TILE
+#undef WIN_SCALAR_LOAD
+#undef WIN_SCALAR_STORE
+#undef WM
+#undef WNAME

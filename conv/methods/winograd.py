@@ -1,0 +1,83 @@
+""""winograd": Winograd's minimal filtering, F(4x4, 3x3) and F(2x2, 3x3), compiled.
+
+A 3x3 convolution at stride 1 is computed tile by tile: each (m+2) x (m+2) input tile
+and each 3x3 filter are transformed (V = B^T d B, U = G g G^T), multiplied element by
+element and summed over C_in, which for the (m+2)**2 transform positions is a batch of
+matrix products run on the direct kernel's micro-kernel, and transformed back
+(Y = A^T M A) into an m x m output tile: (m+2)**2 products where the direct loop does
+9 m**2, 2.25x fewer for m = 2, 4x fewer for m = 4 (Lavin & Gray, 2016).
+
+Accuracy: normwise (conv.NORMWISE_TOLERANCE: max|y - exact| <= 2e-5 max|exact| in
+float32, 1e-12 in float64), not componentwise; the results are not those of "direct"
+bit for bit, but they do not depend on the thread count. Measured on the accuracy grid
+of ``python -m conv --accuracy`` (C_in 1 to 1024, normal and mixed-magnitude inputs):
+F(2x2) at most 9.4e-7 (float32) and 2.1e-15 (float64); F(4x4) 2.2e-5 at C_in = 1024 in
+float32 (over the bound), 8.7e-6 at C_in = 256, and 3.5e-14 in float64. Hence
+F(4x4, 3x3), except in float32 with more than F4_MAX_C_IN_FLOAT32 input channels.
+
+What it does not transform runs on "direct", exactly: kernels other than 3x3, strides
+other than 1, and any call whose weights or input hold an Inf or NaN (a transform
+would smear it over its tile; the compiled code reports one it meets, from the input
+or from an overflow, and the call is recomputed). Dilated 3x3 kernels are split into
+dilation phases by conv's front end, each an undilated problem.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .._contract import Method, Problem
+from . import _compiled
+
+#: Largest C_in for F(4x4, 3x3) in float32: the accuracy grid's error at C_in = 256 is
+#: 8.7e-6 (under the 2e-5 bound), at 1024 2.2e-5 (over it); F(2x2, 3x3) above.
+F4_MAX_C_IN_FLOAT32 = 256
+
+
+def tile_size(dtype: str, c_in: int) -> int:
+    """m of F(m x m, 3 x 3) for this dtype and C_in: 4, or 2 where 4 is not accurate enough."""
+    return 2 if dtype == "float32" and c_in > F4_MAX_C_IN_FLOAT32 else 4
+
+
+def transformable(p: Problem) -> bool:
+    """Whether the Winograd kernel computes ``p`` itself (else it runs on "direct")."""
+    return p.w.shape[:2] == (3, 3) and p.stride == (1, 1) and p.dilation == (1, 1)
+
+
+def transform_weights(w: np.ndarray, m: int, threads: int) -> np.ndarray:
+    """U = G g G^T of 3x3 weights (3, 3, C_in, C_out), packed for the micro-kernel:
+    ((m+2)**2, C_out tiles, C_in, NR), zero past C_out."""
+    nr = _compiled.kernels.NR[w.dtype.name]
+    u = np.empty(((m + 2) ** 2, -(-w.shape[3] // nr), w.shape[2], nr), dtype=w.dtype)
+    _compiled.kernels.winograd_weights(w, u, m, threads)
+    return u
+
+
+def _direct(p: Problem) -> np.ndarray:
+    return _compiled.call_driver(_compiled.kernels.conv2d_direct, p)
+
+
+def _kernel(p: Problem) -> np.ndarray:
+    if not transformable(p) or not np.isfinite(p.w).all():
+        return _direct(p)
+    threads = _compiled.threads_for(p)
+    u = transform_weights(p.w, tile_size(p.dtype.name, p.w.shape[2]), threads)
+    out = np.empty(p.out_shape, dtype=p.dtype)
+    zeros = np.zeros(max(1, p.w.shape[2]), dtype=p.dtype)
+    if not _compiled.kernels.conv2d_winograd(
+        p.x, u, zeros, out, p.padding[0][0], p.padding[1][0], threads
+    ):
+        return _direct(p)  # an Inf or NaN met in a transform: the exact order instead
+    return out
+
+
+METHOD = Method(
+    name="winograd",
+    kernel=_kernel,
+    description="Winograd F(4x4,3x3) / F(2x2,3x3) for 3x3 kernels at stride 1: transforms in C, "
+    "the element-wise products as batched matrix products on the direct micro-kernel; normwise "
+    "accuracy; other problems run on direct.",
+    parallel=True,
+    supports_dilation=False,
+    pads_itself=True,
+    accuracy="normwise",
+)
