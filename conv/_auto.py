@@ -1,38 +1,78 @@
 """The rule behind method="auto": which installed method runs a given problem.
 
-Rule: the first of PREFERENCE that is registered, loads, and computes the problem's
-dtype. It never picks "python", "tensorflow" or a plugin.
+Rule: "winograd" where it pays (winograd_pays: a 3x3 kernel at stride 1 and dilation 1,
+at least WINOGRAD_MIN_PIXELS output pixels, C_in and C_out at least
+WINOGRAD_MIN_CHANNELS and together at least WINOGRAD_MIN_CHANNEL_SUM); otherwise the
+first of PREFERENCE that is registered, loads, and computes the problem's dtype. It
+never picks "python", "tensorflow" or a plugin.
 
-Why this order (measured side by side on the reference machine, 2 Zen 3 cores, over
-the public suite seed/mid/deep/pointwise/k5 in float32 and float64, VALID, stride 2
-SAME and dilation 2 SAME; README "Choosing a method" has the table): "direct" was
-the fastest or within noise of the fastest on every problem. "matmul" runs the same
-micro-kernel tap by tap, which adds memory traffic and never beat it. "numpy"
-(BLAS) came within noise of it only on large-channel strided problems, and it
-cannot honour ``threads``. "matmul" and "numpy" remain as fallbacks for a build
-whose compiled kernels cannot be loaded.
+Every method auto may pick keeps the accuracy contract (conv.testing.NORMWISE, normwise
+2e-5 float32, 1e-12 float64) on the grid of ``python -m conv --accuracy`` (tested):
+"winograd" by declaration and measurement, the others componentwise.
+
+Why (measured side by side, interleaved, median of 5, 2 threads, on a 2-core AVX-512
+Xeon; README "Choosing a method" has the table): "winograd" took 0.45-0.80x direct's
+time on 3x3 layers with 32-512 channels and 784 or more output pixels (ResNet-50's 3x3
+layers at batch 8 but the 7 x 7 one, mid, deep, 56 x 56 at batch 1), and lost where
+the weights outweigh the pixels (7 x 7 x 512 at batch 8: 1.27x; 14 x 14 x 256 at batch
+1: 1.25x; its weight transform runs on every call) or channels are few (8 channels:
+1.9x, 16: 0.95x, 3: 2.2-3.4x). Elsewhere "direct" was the fastest or within noise of
+the fastest. "matmul" runs the same micro-kernel tap by tap, which adds memory traffic
+and never beat it. "numpy" (BLAS) came within noise of it only on large-channel strided
+problems, and it cannot honour ``threads``. "matmul" and "numpy" remain as fallbacks
+for a build whose compiled kernels cannot be loaded.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 from ._contract import Method, MethodError
 from ._frontend import Normalized
 
 PREFERENCE = ("direct", "matmul", "numpy")
+#: Every method auto may pick (for the accuracy test and the benchmarks).
+CANDIDATES = ("winograd",) + PREFERENCE
+
+WINOGRAD_MIN_PIXELS = 512
+WINOGRAD_MIN_CHANNELS = 16
+WINOGRAD_MIN_CHANNEL_SUM = 48
+
+
+def winograd_pays(norm: Normalized) -> bool:
+    """Whether "winograd" is faster than "direct" here, by the measured rule above."""
+    kh, kw, c_in, c_out = norm.w.shape
+    n, oh, ow, _ = norm.out_shape
+    return (
+        (kh, kw) == (3, 3)
+        and norm.stride == (1, 1)
+        and norm.dilation == (1, 1)
+        and n * oh * ow >= WINOGRAD_MIN_PIXELS
+        and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS
+        and c_in + c_out >= WINOGRAD_MIN_CHANNEL_SUM
+    )
+
+
+def _usable(name: str, norm: Normalized, registry, tried) -> Optional[Method]:
+    try:
+        method = registry.get_method(name)
+    except (ValueError, MethodError) as exc:
+        tried.append(f"{name} ({exc.__class__.__name__})")
+        return None
+    if norm.dtype.name in method.dtypes and method.is_available():
+        return method
+    tried.append(name)
+    return None
 
 
 def choose(norm: Normalized, registry) -> Method:
     """The method "auto" runs for this problem. Looks candidates up by name (no full
     plugin scan, no plugin import on each call)."""
     tried = []
-    for name in PREFERENCE:
-        try:
-            method = registry.get_method(name)
-        except (ValueError, MethodError) as exc:
-            tried.append(f"{name} ({exc.__class__.__name__})")
-            continue
-        if norm.dtype.name in method.dtypes and method.is_available():
+    names = (("winograd",) if winograd_pays(norm) else ()) + PREFERENCE
+    for name in names:
+        method = _usable(name, norm, registry, tried)
+        if method is not None:
             return method
-        tried.append(name)
     raise ValueError(
         "method='auto' found none of its candidates usable "
         f"({', '.join(tried)}); installed: {', '.join(registry.list_methods()) or 'none'}"

@@ -45,7 +45,7 @@ def auto_choice(x: np.ndarray, w: np.ndarray, threads: int, **kwargs) -> str:
 
 def auto_candidates() -> List[str]:
     """The methods "auto" may choose, in its order of preference."""
-    return list(_auto.PREFERENCE)
+    return list(_auto.CANDIDATES)
 
 
 def kernel_build() -> Optional[str]:

@@ -10,7 +10,7 @@ from conv.bench import accuracy
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("method", [m for m in _auto.PREFERENCE if m in conv.list_methods()])
+@pytest.mark.parametrize("method", [m for m in _auto.CANDIDATES if m in conv.list_methods()])
 def test_auto_candidates_keep_the_contract(method, dtype):
     worst = accuracy.measure([method], [dtype])
     err, problem = worst[method, dtype]

@@ -142,6 +142,13 @@ def test_tile_size_keeps_the_float32_bound():
     assert winograd.tile_size("float32", winograd.F4_MAX_C_IN_FLOAT32 + 1) == 2
 
 
+def test_tile_size_gives_f4_enough_pixels_per_weight():
+    k = winograd.F4_PIXELS_PER_WEIGHT
+    for dtype in DTYPES:
+        assert winograd.tile_size(dtype, 64, 64, -(-64 * 64 // k)) == 4
+        assert winograd.tile_size(dtype, 64, 64, 64 * 64 // k - 1) == 2
+
+
 # ------------------------------------------------------------------ through conv2d
 def test_the_method_declares_what_it_is():
     m = conv.get_method("winograd")
@@ -173,7 +180,7 @@ def test_conv2d_uses_the_tile_size_rule(dtype):
     w = rng.standard_normal((3, 3, ci, 8)).astype(dtype)
     out = conv.conv2d(x, w, method="winograd", padding="SAME")
     kit.assert_conv_normwise(out, kit.reference_conv2d(x, w, padding="SAME"))
-    m = winograd.tile_size(dtype, ci)
+    m = winograd.tile_size(dtype, ci, 8, 36)
     from conv.methods import _compiled
     direct, _ = _run(_compiled.kernels, x, w, m, (1, 1, 1, 1), threads=1)
     np.testing.assert_array_equal(out, direct)  # the size tile_size names
@@ -273,3 +280,36 @@ def test_scalar_build_matches_vector_build(tmp_path):
     for part, dtype in ((slice(0, half), "float32"), (slice(half, None), "float64")):
         scale = np.abs(vec[part]).max()
         assert np.abs(vec[part] - sca[part]).max() <= 1e3 * np.finfo(dtype).eps * scale
+
+
+# ------------------------------------------------------------------ auto's rule
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, chosen", [
+    ((8, 56, 56, 64), (3, 3, 64, 64), {}, "winograd"),            # mid
+    ((1, 28, 28, 128), (3, 3, 128, 128), {"padding": "SAME"}, "winograd"),
+    ((8, 28, 28, 16), (3, 3, 16, 128), {"padding": "SAME"}, "winograd"),
+    ((100, 32, 32, 3), (3, 3, 3, 16), {}, "direct"),              # seed: 3 channels
+    ((8, 56, 56, 16), (3, 3, 16, 16), {"padding": "SAME"}, "direct"),  # 32 channels in all
+    ((1, 14, 14, 256), (3, 3, 256, 256), {"padding": "SAME"}, "direct"),  # 196 pixels
+    ((8, 56, 56, 64), (3, 3, 64, 64), {"stride": 2}, "direct"),
+    ((8, 56, 56, 64), (3, 3, 64, 64), {"dilation": 2}, "direct"),
+    ((8, 56, 56, 64), (5, 5, 64, 64), {}, "direct"),
+], ids=str)
+def test_auto_rule(x_shape, w_shape, kwargs, chosen):
+    from conv import _introspect
+    for dtype in DTYPES:
+        x, w = np.zeros(x_shape, dtype), np.zeros(w_shape, dtype)
+        assert _introspect.auto_choice(x, w, 2, **kwargs) == chosen
+
+
+@pytest.mark.parametrize("dtype, c_in", [("float32", 64), ("float32", winograd.F4_MAX_C_IN_FLOAT32),
+                                         ("float64", 256), ("float64", 1024)])
+@pytest.mark.parametrize("magnitude", ["normal", "mixed"])
+def test_f4x4_keeps_the_bound_where_it_may_run(dtype, c_in, magnitude):
+    """The accuracy grid's images are small, so the method runs F(2x2) there for C_in >= 64
+    (tile_size); F(4x4) runs on large images with up to F4_MAX_C_IN_FLOAT32 channels
+    (float32) or any (float64): its kernels are held to the bound on the grid's inputs."""
+    from conv.bench import accuracy
+    x, w = accuracy.inputs((c_in, 3, magnitude), dtype)
+    out, ok = _run(EXTENSIONS[-1], x, w, 4, (1, 1, 1, 1))
+    assert ok
+    kit.assert_conv_normwise(out, kit.reference_conv2d(x, w, padding="SAME"))

@@ -13,7 +13,8 @@ bit for bit, but they do not depend on the thread count. Measured on the accurac
 of ``python -m conv --accuracy`` (C_in 1 to 1024, normal and mixed-magnitude inputs):
 F(2x2) at most 9.4e-7 (float32) and 2.1e-15 (float64); F(4x4) 2.2e-5 at C_in = 1024 in
 float32 (over the bound), 8.7e-6 at C_in = 256, and 3.5e-14 in float64. Hence
-F(4x4, 3x3), except in float32 with more than F4_MAX_C_IN_FLOAT32 input channels.
+F(4x4, 3x3), except in float32 with more than F4_MAX_C_IN_FLOAT32 input channels, and
+where too few pixels share the weights (tile_size).
 
 What it does not transform runs on "direct", exactly: kernels other than 3x3, strides
 other than 1, and any call whose weights or input hold an Inf or NaN (a transform
@@ -31,11 +32,21 @@ from . import _compiled
 #: Largest C_in for F(4x4, 3x3) in float32: the accuracy grid's error at C_in = 256 is
 #: 8.7e-6 (under the 2e-5 bound), at 1024 2.2e-5 (over it); F(2x2, 3x3) above.
 F4_MAX_C_IN_FLOAT32 = 256
+#: F(4x4) needs at least C_in * C_out / F4_PIXELS_PER_WEIGHT output pixels to pay for its
+#: 36 transformed weights (against F(2x2)'s 16), which every call computes and streams.
+#: Measured end to end (README, "Choosing a method"): F(2x2) was faster on the 14 x 14
+#: layers with 256 channels at batch 8 (0.57x direct's time against 0.70x), on 28 x 28
+#: with 128 at batch 1 (0.77x against 0.87x); F(4x4) on every layer with 10x more pixels
+#: per weight (56 x 56 with 64 channels: 0.45x against 0.56x).
+F4_PIXELS_PER_WEIGHT = 10
 
 
-def tile_size(dtype: str, c_in: int) -> int:
-    """m of F(m x m, 3 x 3) for this dtype and C_in: 4, or 2 where 4 is not accurate enough."""
-    return 2 if dtype == "float32" and c_in > F4_MAX_C_IN_FLOAT32 else 4
+def tile_size(dtype: str, c_in: int, c_out: int = 1, pixels: int = 1 << 62) -> int:
+    """m of F(m x m, 3 x 3) for this dtype, C_in, C_out and N*OH*OW output pixels: 4,
+    or 2 where F(4x4) is not accurate enough or too few pixels share its weights."""
+    if dtype == "float32" and c_in > F4_MAX_C_IN_FLOAT32:
+        return 2
+    return 4 if pixels * F4_PIXELS_PER_WEIGHT >= c_in * c_out else 2
 
 
 def transformable(p: Problem) -> bool:
@@ -60,7 +71,8 @@ def _kernel(p: Problem) -> np.ndarray:
     if not transformable(p) or not np.isfinite(p.w).all():
         return _direct(p)
     threads = _compiled.threads_for(p)
-    u = transform_weights(p.w, tile_size(p.dtype.name, p.w.shape[2]), threads)
+    n, oh, ow, c_out = p.out_shape
+    u = transform_weights(p.w, tile_size(p.dtype.name, p.w.shape[2], c_out, n * oh * ow), threads)
     out = np.empty(p.out_shape, dtype=p.dtype)
     zeros = np.zeros(max(1, p.w.shape[2]), dtype=p.dtype)
     if not _compiled.kernels.conv2d_winograd(
