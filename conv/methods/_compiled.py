@@ -56,8 +56,8 @@ def installed_builds() -> list:
 
 #: A narrower tile is used only when the widest would compute at least this many times
 #: as many output channels (most of them padding): on the AVX-512 build (16 float32
-#: lanes a vector) C_out = 16 runs on one-vector 6x16 tiles, not on half-empty 6x32
-#: ones, while C_out = 48 stays on 6x32 tiles (64 channels against 48).
+#: lanes a vector) C_out = 16 runs on one-vector 8x16 tiles, not on half-empty 8x32
+#: ones, while C_out = 48 stays on 8x32 tiles (64 channels against 48).
 NARROW_TILE_GAIN = 1.5
 
 

@@ -200,11 +200,11 @@ static void WNAME(tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
     const T *u = (const T *)p->u, *zeros = (const T *)p->zeros;
     const ptrdiff_t CI = p->CI, bt = p->bt, gcot = p->gcot, ncot = p->ncot;
     const ptrdiff_t ntile = conv_wino_tiles(p), ncog = (ncot + gcot - 1) / gcot;
-    T *vb = (T *)malloc((size_t)(WT * bt * CI) * sizeof(T));
-    T *mb = (T *)malloc((size_t)(WT * bt * gcot * NR) * sizeof(T));
+    const size_t nv = (size_t)(WT * bt * CI), nm = (size_t)(WT * bt * gcot * NR);
+    T *vb = (T *)conv_wino_scratch((nv + nm) * sizeof(T)), *mb = vb + nv;
     T chk = 0;
     ptrdiff_t task;
-    if (vb == NULL || mb == NULL) {
+    if (vb == NULL) {
         CONV_STORE_RELAXED(&p->failed, 1);
         begin = end;
     }
@@ -229,8 +229,6 @@ static void WNAME(tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
     }
     if (chk != 0) /* an Inf or NaN went in or came out: the caller falls back */
         CONV_STORE_RELAXED(&p->nonfinite, 1);
-    free(vb);
-    free(mb);
 }
 
 /* The weights' transform, U = G g G^T for every (c_in, c_out), into u[(xi * ncot + cot)
