@@ -63,6 +63,9 @@ static ptrdiff_t conv_wino_tiles(const conv_wino_problem *p) {
     return p->N * ((p->OH + p->m - 1) / p->m) * ((p->OW + p->m - 1) / p->m);
 }
 
+/* Input channels a weight-transform task covers (see weight_tasks). */
+#define CONV_WINO_CI_RUN 64
+
 #if CONV_VECTOR_EXT
 #define T float
 #define V conv_vf32
@@ -167,13 +170,9 @@ static void NAME(conv_wino_problem *p, int threads) {                           
     conv_pool_run(threads, ntask, 1, p->m == 2 ? F2##_tasks : F4##_tasks, p);              \
 }                                                                                          \
 static void NAME##_weights(conv_wino_weights *p, int m, int threads) {                     \
+    ptrdiff_t ntask = p->ncot * ((p->CI + CONV_WINO_CI_RUN - 1) / CONV_WINO_CI_RUN);       \
     if (p->CI * p->ncot == 0) return;                                                      \
-    conv_pool_run(threads, p->CI, conv_chunk_of(p->CI, threads),                           \
-                  m == 2 ? F2##_weight_tasks : F4##_weight_tasks, p);                      \
-}
-static ptrdiff_t conv_chunk_of(ptrdiff_t ntask, int threads) {
-    ptrdiff_t c = ntask / (8 * (ptrdiff_t)(threads > 0 ? threads : 1));
-    return c > 1 ? c : 1;
+    conv_pool_run(threads, ntask, 1, m == 2 ? F2##_weight_tasks : F4##_weight_tasks, p);   \
 }
 CONV_WINO_DRIVER(conv_winograd_f, float, CONV_NR_F, conv_wino2_f, conv_wino4_f)
 CONV_WINO_DRIVER(conv_winograd_d, double, CONV_NR_D, conv_wino2_d, conv_wino4_d)

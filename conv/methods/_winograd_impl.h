@@ -45,11 +45,11 @@
     (y)[1] = ((s)[1] - (s)[2]) + (T)2 * ((s)[3] - (s)[4]);                    \
     (y)[2] = ((s)[1] + (s)[2]) + (T)4 * ((s)[3] + (s)[4]);                    \
     (y)[3] = (((s)[1] - (s)[2]) + (T)8 * ((s)[3] - (s)[4])) + (s)[5];
-#define WIN_G(o, k, g0, g1, g2)                                               \
-    { const double e_ = (g0) + (g2), f_ = (g0) / 24.0 + (g2) / 6.0;           \
-      (o)[0][k] = (g0) / 4.0; (o)[1][k] = -(e_ + (g1)) / 6.0;                 \
-      (o)[2][k] = -(e_ - (g1)) / 6.0; (o)[3][k] = f_ + (g1) / 12.0;           \
-      (o)[4][k] = f_ - (g1) / 12.0; (o)[5][k] = (g2); }
+#define WIN_G(o, k, g0, g1, g2) /* multiplications by the rounded 1/6, 1/12, 1/24 */ \
+    { const double e_ = (g0) + (g2), f_ = (g0) * (1.0 / 24) + (g2) * (1.0 / 6);        \
+      (o)[0][k] = (g0) * 0.25; (o)[1][k] = (e_ + (g1)) * (-1.0 / 6);                   \
+      (o)[2][k] = (e_ - (g1)) * (-1.0 / 6); (o)[3][k] = f_ + (g1) * (1.0 / 12);        \
+      (o)[4][k] = f_ - (g1) * (1.0 / 12); (o)[5][k] = (g2); }
 #endif
 
 /* B^T d B for one lane group: d[a][b] loaded from row pointers, stored to dst[xi * ld]
@@ -233,23 +233,30 @@ static void WNAME(tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
 
 /* The weights' transform, U = G g G^T for every (c_in, c_out), into u[(xi * ncot + cot)
  * * CI + ci][lane] (zero past C_out), computed in double, a channel tile at a time (the
- * innermost loops run over its NR lanes): tasks are input channels. */
+ * innermost loops run over its NR lanes). A task is one channel tile and a run of
+ * CONV_WINO_CI_RUN input channels, so that for each xi it writes one contiguous run. */
 static void WNAME(weight_tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
     const conv_wino_weights *p = (const conv_wino_weights *)ctx;
     const T *w = (const T *)p->w;
     T *u = (T *)p->u;
     const ptrdiff_t CI = p->CI, CO = p->CO, ncot = p->ncot;
-    ptrdiff_t ci, cot;
-    for (ci = begin; ci < end; ci++)
-        for (cot = 0; cot < ncot; cot++) {
+    const ptrdiff_t runs = (CI + CONV_WINO_CI_RUN - 1) / CONV_WINO_CI_RUN;
+    ptrdiff_t task, ci;
+    for (task = begin; task < end; task++) {
+        const ptrdiff_t cot = task / runs, ci0 = (task - cot * runs) * CONV_WINO_CI_RUN;
+        const ptrdiff_t ci1 = ci0 + CONV_WINO_CI_RUN < CI ? ci0 + CONV_WINO_CI_RUN : CI;
+        for (ci = ci0; ci < ci1; ci++) {
             double g[3][3][NR], t[WA][3][NR], r[WA][NR];
             int a, b, k;
             for (a = 0; a < 3; a++)
-                for (b = 0; b < 3; b++)
-                    for (k = 0; k < NR; k++) {
-                        const ptrdiff_t co = cot * NR + k;
-                        g[a][b][k] = co < CO ? (double)w[((a * 3 + b) * CI + ci) * CO + co] : 0.0;
-                    }
+                for (b = 0; b < 3; b++) {
+                    const T *src = w + ((a * 3 + b) * CI + ci) * CO + cot * NR;
+                    const int n = (int)(CO - cot * NR < NR ? CO - cot * NR : NR);
+                    if (n == NR) /* a whole tile: a loop the compiler vectorizes */
+                        for (k = 0; k < NR; k++) g[a][b][k] = (double)src[k];
+                    else
+                        for (k = 0; k < NR; k++) g[a][b][k] = k < n ? (double)src[k] : 0.0;
+                }
             for (b = 0; b < 3; b++)
                 for (k = 0; k < NR; k++) {
                     WIN_G(r, k, g[0][b][k], g[1][b][k], g[2][b][k])
@@ -265,6 +272,7 @@ static void WNAME(weight_tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end)
                 }
             }
         }
+    }
 }
 
 #undef WA
