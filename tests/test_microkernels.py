@@ -378,3 +378,28 @@ def test_tap_by_tap_equals_direct(mod, g, dtype):
                             NR, mr, nc, oy, ox, g.OW, g.sh, g.sw, g.dh, g.dw,
                             g.pt - i * g.dh, g.pl - j * g.dw, True, i + j > 0)
         assert np.array_equal(tile_of(taps, mr, nc, NR)[0], tile_of(direct, mr, nc, NR)[0]), p0
+
+
+# ------------------------------------------------------------------ weight packing
+@pytest.mark.parametrize("mod", EXTENSIONS, ids=[m.__name__.rsplit(".", 1)[1] for m in EXTENSIONS])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(3, 3, 5, 37), (1, 1, 600, 16), (2, 1, 3, 1), (1, 1, 1, 64)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pack_weights_against_numpy(mod, dtype, shape, threads):
+    """pack_weights (in C) lays the weights out as the tiles read them, (tiles, KH, KW,
+    C_in, NR), zero past C_out, and says whether every weight is finite."""
+    kh, kw, ci, co = shape
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal(shape).astype(dtype)
+    for nr in mod.TILE_WIDTHS[dtype]:
+        tiles = -(-co // nr)
+        want = np.zeros((kh, kw, ci, tiles * nr), dtype)
+        want[..., :co] = w
+        want = want.reshape(kh, kw, ci, tiles, nr).transpose(3, 0, 1, 2, 4)
+        wp = np.full((tiles, kh * kw * ci, nr), np.nan, dtype)
+        assert mod.pack_weights(w.reshape(-1, co), wp, threads) is True
+        np.testing.assert_array_equal(wp.reshape(want.shape), want)
+        for value in (np.inf, -np.inf, np.nan):
+            bad = w.copy()
+            bad.reshape(-1)[rng.integers(bad.size)] = value
+            assert mod.pack_weights(bad.reshape(-1, co), wp, threads) is False

@@ -313,3 +313,17 @@ def test_f4x4_keeps_the_bound_where_it_may_run(dtype, c_in, magnitude):
     out, ok = _run(EXTENSIONS[-1], x, w, 4, (1, 1, 1, 1))
     assert ok
     kit.assert_conv_normwise(out, kit.reference_conv2d(x, w, padding="SAME"))
+
+
+@pytest.mark.parametrize("mod", EXTENSIONS, ids=EXT_IDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("where", [(0, 0, 0, 0), (2, 1, 4, 36), (1, 2, 3, 17)])
+@pytest.mark.parametrize("value", [np.inf, np.nan])
+def test_weight_transform_reports_a_non_finite_weight(mod, dtype, m, where, value):
+    w = np.random.default_rng(4).standard_normal((3, 3, 5, 37)).astype(dtype)
+    nr = mod.NR[dtype]
+    u = np.empty(((m + 2) ** 2, -(-37 // nr), 5, nr), dtype=dtype)
+    assert mod.winograd_weights(w, u, m, 2)
+    w[where] = value
+    assert not mod.winograd_weights(w, u, m, 2)

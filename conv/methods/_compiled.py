@@ -73,16 +73,25 @@ def tile_width(dtype: str, c_out: int) -> int:
     return widths[best]
 
 
-def pack_weights(w: np.ndarray, nr: int) -> np.ndarray:
-    """(KH, KW, C_in, C_out) -> (C_out tiles, KH, KW, C_in, nr), zero-filled past C_out,
-    so the micro-kernel streams one channel tile's weights contiguously."""
+#: Weights below this many elements are packed on one thread (waking a worker costs more).
+PACK_ELEMENTS_PER_THREAD = 1 << 16
+
+
+def pack_checked(w: np.ndarray, nr: int, threads: int = 1):
+    """(packed, finite): (KH, KW, C_in, C_out) -> (C_out tiles, KH, KW, C_in, nr),
+    zero-filled past C_out, so the micro-kernel streams one channel tile's weights
+    contiguously; and whether every weight is finite, from the same pass (in C)."""
     kh, kw, ci, co = w.shape
-    tiles = -(-co // nr)
-    if tiles * nr != co:
-        padded = np.zeros((kh, kw, ci, tiles * nr), dtype=w.dtype)
-        padded[..., :co] = w
-        w = padded
-    return np.ascontiguousarray(w.reshape(kh, kw, ci, tiles, nr).transpose(3, 0, 1, 2, 4))
+    wp = np.empty((-(-co // nr), kh, kw, ci, nr), dtype=w.dtype)
+    threads = max(1, min(threads, w.size // PACK_ELEMENTS_PER_THREAD))
+    finite = kernels.pack_weights(np.ascontiguousarray(w).reshape(kh * kw * ci, co),
+                                  wp.reshape(wp.shape[0], kh * kw * ci, nr), threads)
+    return wp, finite
+
+
+def pack_weights(w: np.ndarray, nr: int) -> np.ndarray:
+    """pack_checked's packed weights alone."""
+    return pack_checked(w, nr)[0]
 
 
 # Below this much work per thread, waking a worker costs more than it saves.
@@ -129,13 +138,14 @@ def fma_peak(dtype: str, threads: int, seconds: float = 0.02, repeat: int = 5) -
 def call_driver(driver, p: Problem) -> np.ndarray:
     """Allocate the output, pack the weights and run one of the extension's drivers."""
     out = np.empty(p.out_shape, dtype=p.dtype)
-    wp = pack_weights(p.w, tile_width(p.dtype.name, p.out_shape[3]))
+    threads = threads_for(p)
+    wp, finite = pack_checked(p.w, tile_width(p.dtype.name, p.out_shape[3]), threads)
     zeros = np.zeros(max(1, p.w.shape[1] * p.w.shape[2]), dtype=p.dtype)
     driver(
         p.x, wp, zeros, out, p.stride[0], p.stride[1], p.dilation[0], p.dilation[1],
         p.padding[0][0], p.padding[1][0],
-        bool(np.isfinite(p.w).all()),  # padded taps may read zeros instead of being skipped
+        finite,  # padded taps may read zeros instead of being skipped
         wp.nbytes <= p.x.nbytes,  # input blocks outer when all weights are the smaller operand
-        threads_for(p),
+        threads,
     )
     return out

@@ -76,6 +76,15 @@ cdef extern from "_drivers.h" nogil:
     void conv_matmul_f_half(const conv_problem* p, int threads)
     void conv_matmul_d_half(const conv_problem* p, int threads)
 
+cdef extern from "_pack.h" nogil:
+    ctypedef struct conv_pack_job:
+        const void* w
+        void* wp
+        Py_ssize_t rows, CO, ncot, nr
+        int nonfinite
+    void conv_pack_f(conv_pack_job* p, int threads)
+    void conv_pack_d(conv_pack_job* p, int threads)
+
 cdef extern from "_winograd.h" nogil:
     ctypedef struct conv_wino_problem:
         const void* x
@@ -91,6 +100,7 @@ cdef extern from "_winograd.h" nogil:
         const void* w
         void* u
         Py_ssize_t CI, CO, ncot
+        int nonfinite
     void conv_winograd_f(conv_wino_problem* p, int threads)
     void conv_winograd_d(conv_wino_problem* p, int threads)
     void conv_winograd_f_weights(conv_wino_weights* p, int m, int threads)
@@ -240,11 +250,32 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
            zeros, out, sh, sw, dh, dw, pt, pl, zeros_exact, blocks_outer, threads)
 
 
+def pack_weights(const real[:, ::1] w, real[:, :, ::1] wp, int threads):
+    """Pack weights for the micro-kernel: w, (KH * KW * C_in, C_out), into wp
+    (C_out tiles, KH * KW * C_in, NR), zero past C_out; True when every weight is
+    finite (checked in the same pass)."""
+    cdef conv_pack_job p
+    if wp.shape[1] != w.shape[0] or not (0 <= w.shape[1] <= wp.shape[0] * wp.shape[2]) or (
+            wp.shape[0] and (wp.shape[0] - 1) * wp.shape[2] >= w.shape[1]):
+        raise ValueError(f"wp must be (ceil({w.shape[1]} / NR), {w.shape[0]}, NR)")
+    if wp.shape[0] * wp.shape[1] * wp.shape[2] == 0:
+        return True
+    p.w, p.wp = &w[0, 0], &wp[0, 0, 0]
+    p.rows, p.CO, p.ncot, p.nr = w.shape[0], w.shape[1], wp.shape[0], wp.shape[2]
+    with nogil:
+        if real is float:
+            conv_pack_f(&p, threads)
+        else:
+            conv_pack_d(&p, threads)
+    return not p.nonfinite
+
+
 def winograd_weights(const real[:, :, :, ::1] w, real[:, :, :, ::1] u, int m,
                      int threads):
     """Transform 3x3 weights w (3, 3, C_in, C_out) for F(m x m, 3 x 3) into u
     ((m + 2)**2, channel tiles, C_in, NR): U = G g G^T, computed in float64 and rounded
-    once, zero past C_out. NR is the dtype's full tile width (NR)."""
+    once, zero past C_out. NR is the dtype's full tile width (NR). Returns False when
+    a weight is Inf or NaN (u is then not valid)."""
     cdef conv_wino_weights p
     cdef Py_ssize_t nr = NR["float32" if real is float else "float64"]
     if m not in (2, 4):
@@ -253,7 +284,7 @@ def winograd_weights(const real[:, :, :, ::1] w, real[:, :, :, ::1] u, int m,
             or u.shape[3] != nr or u.shape[1] * nr < w.shape[3]):
         raise ValueError("w must be (3, 3, C_in, C_out) and u ((m+2)**2, tiles, C_in, NR)")
     if u.shape[0] * u.shape[1] * u.shape[2] == 0:
-        return
+        return True
     p.w = &w[0, 0, 0, 0] if w.shape[2] * w.shape[3] else &u[0, 0, 0, 0]
     p.u = &u[0, 0, 0, 0]
     p.CI, p.CO, p.ncot = w.shape[2], w.shape[3], u.shape[1]
@@ -262,6 +293,7 @@ def winograd_weights(const real[:, :, :, ::1] w, real[:, :, :, ::1] u, int m,
             conv_winograd_f_weights(&p, m, threads)
         else:
             conv_winograd_d_weights(&p, m, threads)
+    return not p.nonfinite
 
 
 def conv2d_winograd(const real[:, :, :, ::1] x, const real[:, :, :, ::1] u,

@@ -36,6 +36,7 @@ typedef struct {
     const void *w;               /* (3, 3, CI, CO) */
     void *u;                     /* (WA*WA, ncot, CI, nr) */
     ptrdiff_t CI, CO, ncot;
+    int nonfinite;               /* out: some weight is Inf or NaN; u is not valid */
 } conv_wino_weights;
 
 /* Each thread's scratch (a task's transformed inputs and products), kept from call to
@@ -171,6 +172,7 @@ static void NAME(conv_wino_problem *p, int threads) {                           
 }                                                                                          \
 static void NAME##_weights(conv_wino_weights *p, int m, int threads) {                     \
     ptrdiff_t ntask = p->ncot * ((p->CI + CONV_WINO_CI_RUN - 1) / CONV_WINO_CI_RUN);       \
+    p->nonfinite = 0;                                                                      \
     if (p->CI * p->ncot == 0) return;                                                      \
     conv_pool_run(threads, ntask, 1, m == 2 ? F2##_weight_tasks : F4##_weight_tasks, p);   \
 }

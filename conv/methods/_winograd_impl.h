@@ -242,6 +242,7 @@ static void WNAME(weight_tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end)
     const ptrdiff_t CI = p->CI, CO = p->CO, ncot = p->ncot;
     const ptrdiff_t runs = (CI + CONV_WINO_CI_RUN - 1) / CONV_WINO_CI_RUN;
     ptrdiff_t task, ci;
+    int bad = 0;
     for (task = begin; task < end; task++) {
         const ptrdiff_t cot = task / runs, ci0 = (task - cot * runs) * CONV_WINO_CI_RUN;
         const ptrdiff_t ci1 = ci0 + CONV_WINO_CI_RUN < CI ? ci0 + CONV_WINO_CI_RUN : CI;
@@ -253,9 +254,15 @@ static void WNAME(weight_tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end)
                     const T *src = w + ((a * 3 + b) * CI + ci) * CO + cot * NR;
                     const int n = (int)(CO - cot * NR < NR ? CO - cot * NR : NR);
                     if (n == NR) /* a whole tile: a loop the compiler vectorizes */
-                        for (k = 0; k < NR; k++) g[a][b][k] = (double)src[k];
+                        for (k = 0; k < NR; k++) {
+                            bad |= src[k] - src[k] != 0; /* Inf or NaN */
+                            g[a][b][k] = (double)src[k];
+                        }
                     else
-                        for (k = 0; k < NR; k++) g[a][b][k] = k < n ? (double)src[k] : 0.0;
+                        for (k = 0; k < NR; k++) {
+                            bad |= k < n && src[k] - src[k] != 0;
+                            g[a][b][k] = k < n ? (double)src[k] : 0.0;
+                        }
                 }
             for (b = 0; b < 3; b++)
                 for (k = 0; k < NR; k++) {
@@ -273,6 +280,8 @@ static void WNAME(weight_tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end)
             }
         }
     }
+    if (bad) /* an Inf or NaN weight */
+        CONV_STORE_RELAXED(&((conv_wino_weights *)p)->nonfinite, 1);
 }
 
 #undef WA

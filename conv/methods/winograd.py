@@ -24,6 +24,8 @@ dilation phases by conv's front end, each an undilated problem.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from .._contract import Method, Problem
@@ -54,13 +56,12 @@ def transformable(p: Problem) -> bool:
     return p.w.shape[:2] == (3, 3) and p.stride == (1, 1) and p.dilation == (1, 1)
 
 
-def transform_weights(w: np.ndarray, m: int, threads: int) -> np.ndarray:
+def transform_weights(w: np.ndarray, m: int, threads: int) -> Optional[np.ndarray]:
     """U = G g G^T of 3x3 weights (3, 3, C_in, C_out), packed for the micro-kernel:
-    ((m+2)**2, C_out tiles, C_in, NR), zero past C_out."""
+    ((m+2)**2, C_out tiles, C_in, NR), zero past C_out; None if a weight is Inf or NaN."""
     nr = _compiled.kernels.NR[w.dtype.name]
     u = np.empty(((m + 2) ** 2, -(-w.shape[3] // nr), w.shape[2], nr), dtype=w.dtype)
-    _compiled.kernels.winograd_weights(w, u, m, threads)
-    return u
+    return u if _compiled.kernels.winograd_weights(w, u, m, threads) else None
 
 
 def _direct(p: Problem) -> np.ndarray:
@@ -68,11 +69,13 @@ def _direct(p: Problem) -> np.ndarray:
 
 
 def _kernel(p: Problem) -> np.ndarray:
-    if not transformable(p) or not np.isfinite(p.w).all():
+    if not transformable(p):
         return _direct(p)
     threads = _compiled.threads_for(p)
     n, oh, ow, c_out = p.out_shape
     u = transform_weights(p.w, tile_size(p.dtype.name, p.w.shape[2], c_out, n * oh * ow), threads)
+    if u is None:  # an Inf or NaN weight
+        return _direct(p)
     out = np.empty(p.out_shape, dtype=p.dtype)
     zeros = np.zeros(max(1, p.w.shape[2]), dtype=p.dtype)
     if not _compiled.kernels.conv2d_winograd(
