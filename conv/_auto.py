@@ -1,8 +1,9 @@
 """The rule behind method="auto": which installed method runs a given problem.
 
 Rule: "winograd" where it pays (winograd_pays: a 3x3 kernel at stride 1 and dilation 1,
-at least WINOGRAD_MIN_PIXELS output pixels, C_in and C_out at least
-WINOGRAD_MIN_CHANNELS and together at least WINOGRAD_MIN_CHANNEL_SUM); otherwise the
+at least WINOGRAD_MIN_PIXELS output pixels and WINOGRAD_PIXELS_PER_WEIGHT * C_in * C_out
+of them, C_in and C_out at least WINOGRAD_MIN_CHANNELS and together at least
+WINOGRAD_MIN_CHANNEL_SUM); otherwise the
 first of PREFERENCE that is registered, loads, and computes the problem's dtype. It
 never picks "python", "tensorflow" or a plugin.
 
@@ -11,12 +12,13 @@ Every method auto may pick keeps the accuracy contract (conv.testing.NORMWISE, n
 "winograd" by declaration and measurement, the others componentwise.
 
 Why (measured side by side, interleaved, median of 5, 2 threads, on a 2-core AVX-512
-Xeon; README "Choosing a method" has the table): "winograd" took 0.45-0.80x direct's
-time on 3x3 layers with 32-512 channels and 784 or more output pixels (ResNet-50's 3x3
-layers at batch 8 but the 7 x 7 one, mid, deep, 56 x 56 at batch 1), and lost where
-the weights outweigh the pixels (7 x 7 x 512 at batch 8: 1.27x; 14 x 14 x 256 at batch
-1: 1.25x; its weight transform runs on every call) or channels are few (8 channels:
-1.9x, 16: 0.95x, 3: 2.2-3.4x). Elsewhere "direct" was the fastest or within noise of
+Xeon; README "Choosing a method" has the table): "winograd" took 0.40-0.86x direct's
+time on ResNet-50's 3x3 stride-1 layers with 64-256 channels at batch 1 and 8 and on
+mid and deep, and lost where the weights outweigh the pixels (its weight transform runs
+on every call: 7 x 7 x 512, 0.0015 pixels a weight at batch 8: 1.01x float32, 1.31x
+float64; at batch 1: 1.29x and 2.1x; 14 x 14 x 256 at batch 1, 0.003 pixels a weight,
+still won: 0.86x and 0.88x) or channels are few (8 channels: 2.1x, 16: 0.88-1.2x, 3:
+1.9-2.8x). Elsewhere "direct" was the fastest or within noise of
 the fastest. "matmul" runs the same micro-kernel tap by tap, which adds memory traffic
 and never beat it. "numpy" (BLAS) came within noise of it only on large-channel strided
 problems, and it cannot honour ``threads``. "matmul" and "numpy" remain as fallbacks
@@ -33,7 +35,8 @@ PREFERENCE = ("direct", "matmul", "numpy")
 #: Every method auto may pick (for the accuracy test and the benchmarks).
 CANDIDATES = ("winograd",) + PREFERENCE
 
-WINOGRAD_MIN_PIXELS = 512
+WINOGRAD_MIN_PIXELS = 64
+WINOGRAD_PIXELS_PER_WEIGHT = 0.002
 WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_MIN_CHANNEL_SUM = 48
 
@@ -46,7 +49,7 @@ def winograd_pays(norm: Normalized) -> bool:
         (kh, kw) == (3, 3)
         and norm.stride == (1, 1)
         and norm.dilation == (1, 1)
-        and n * oh * ow >= WINOGRAD_MIN_PIXELS
+        and n * oh * ow >= max(WINOGRAD_MIN_PIXELS, WINOGRAD_PIXELS_PER_WEIGHT * c_in * c_out)
         and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS
         and c_in + c_out >= WINOGRAD_MIN_CHANNEL_SUM
     )

@@ -142,11 +142,11 @@ def test_tile_size_keeps_the_float32_bound():
     assert winograd.tile_size("float32", winograd.F4_MAX_C_IN_FLOAT32 + 1) == 2
 
 
-def test_tile_size_gives_f4_enough_pixels_per_weight():
-    k = winograd.F4_PIXELS_PER_WEIGHT
-    for dtype in DTYPES:
-        assert winograd.tile_size(dtype, 64, 64, -(-64 * 64 // k)) == 4
-        assert winograd.tile_size(dtype, 64, 64, 64 * 64 // k - 1) == 2
+def test_tile_size_gives_f4_enough_pixels_per_weight_in_float64():
+    k = winograd.F4_PIXELS_PER_WEIGHT_FLOAT64
+    assert winograd.tile_size("float64", 64, 64, -(-64 * 64 // k)) == 4
+    assert winograd.tile_size("float64", 64, 64, 64 * 64 // k - 1) == 2
+    assert winograd.tile_size("float32", 64, 64, 1) == 4
 
 
 # ------------------------------------------------------------------ through conv2d
@@ -289,7 +289,9 @@ def test_scalar_build_matches_vector_build(tmp_path):
     ((8, 28, 28, 16), (3, 3, 16, 128), {"padding": "SAME"}, "winograd"),
     ((100, 32, 32, 3), (3, 3, 3, 16), {}, "direct"),              # seed: 3 channels
     ((8, 56, 56, 16), (3, 3, 16, 16), {"padding": "SAME"}, "direct"),  # 32 channels in all
-    ((1, 14, 14, 256), (3, 3, 256, 256), {"padding": "SAME"}, "direct"),  # 196 pixels
+    ((1, 14, 14, 256), (3, 3, 256, 256), {"padding": "SAME"}, "winograd"),  # 196 pixels
+    ((8, 7, 7, 512), (3, 3, 512, 512), {"padding": "SAME"}, "direct"),  # 0.0015 a weight
+    ((1, 7, 7, 64), (3, 3, 64, 64), {"padding": "VALID"}, "direct"),  # 25 pixels
     ((8, 56, 56, 64), (3, 3, 64, 64), {"stride": 2}, "direct"),
     ((8, 56, 56, 64), (3, 3, 64, 64), {"dilation": 2}, "direct"),
     ((8, 56, 56, 64), (5, 5, 64, 64), {}, "direct"),

@@ -14,7 +14,7 @@ of ``python -m conv --accuracy`` (C_in 1 to 1024, normal and mixed-magnitude inp
 F(2x2) at most 9.4e-7 (float32) and 2.1e-15 (float64); F(4x4) 2.2e-5 at C_in = 1024 in
 float32 (over the bound), 8.7e-6 at C_in = 256, and 3.5e-14 in float64. Hence
 F(4x4, 3x3), except in float32 with more than F4_MAX_C_IN_FLOAT32 input channels, and
-where too few pixels share the weights (tile_size).
+in float64 where too few pixels share the weights (tile_size).
 
 What it does not transform runs on "direct", exactly: kernels other than 3x3, strides
 other than 1, and any call whose weights or input hold an Inf or NaN (a transform
@@ -34,21 +34,22 @@ from . import _compiled
 #: Largest C_in for F(4x4, 3x3) in float32: the accuracy grid's error at C_in = 256 is
 #: 8.7e-6 (under the 2e-5 bound), at 1024 2.2e-5 (over it); F(2x2, 3x3) above.
 F4_MAX_C_IN_FLOAT32 = 256
-#: F(4x4) needs at least C_in * C_out / F4_PIXELS_PER_WEIGHT output pixels to pay for its
-#: 36 transformed weights (against F(2x2)'s 16), which every call computes and streams.
-#: Measured end to end (README, "Choosing a method"): F(2x2) was faster on the 14 x 14
-#: layers with 256 channels at batch 8 (0.57x direct's time against 0.70x), on 28 x 28
-#: with 128 at batch 1 (0.77x against 0.87x); F(4x4) on every layer with 10x more pixels
-#: per weight (56 x 56 with 64 channels: 0.45x against 0.56x).
-F4_PIXELS_PER_WEIGHT = 10
+#: In float64, F(4x4) needs at least C_in * C_out / F4_PIXELS_PER_WEIGHT_FLOAT64 output
+#: pixels to pay for its 36 transformed weights (against F(2x2)'s 16), which every call
+#: computes and streams. Measured end to end, side by side (README, "Choosing a method"):
+#: float64, 14 x 14 x 256 at batch 1: F(2x2) 0.88x direct's time, F(4x4) 1.14x; at batch
+#: 8, 0.72x and 0.70x; 28 x 28 x 128 at batch 8: 0.59x and 0.47x. In float32 F(4x4) was
+#: as fast as F(2x2) or faster on every layer (14 x 14 x 256, batch 1: 0.86x and 0.98x).
+F4_PIXELS_PER_WEIGHT_FLOAT64 = 10
 
 
 def tile_size(dtype: str, c_in: int, c_out: int = 1, pixels: int = 1 << 62) -> int:
     """m of F(m x m, 3 x 3) for this dtype, C_in, C_out and N*OH*OW output pixels: 4,
-    or 2 where F(4x4) is not accurate enough or too few pixels share its weights."""
-    if dtype == "float32" and c_in > F4_MAX_C_IN_FLOAT32:
-        return 2
-    return 4 if pixels * F4_PIXELS_PER_WEIGHT >= c_in * c_out else 2
+    or 2 where F(4x4) is not accurate enough (float32, C_in > F4_MAX_C_IN_FLOAT32) or,
+    in float64, too few pixels share its weights."""
+    if dtype == "float32":
+        return 2 if c_in > F4_MAX_C_IN_FLOAT32 else 4
+    return 4 if pixels * F4_PIXELS_PER_WEIGHT_FLOAT64 >= c_in * c_out else 2
 
 
 def transformable(p: Problem) -> bool:
