@@ -52,7 +52,7 @@ THREADS = [1, 2]
 # conv's own methods in a fixed order (so asv's parameter grid, and its graphs,
 # stay the same from commit to commit), then whatever plugins are installed,
 # then "auto". A method not installed at a given commit gives skipped rows.
-KNOWN_METHODS = ["python", "numpy", "tensorflow", "direct", "matmul"]
+KNOWN_METHODS = ["python", "numpy", "tensorflow", "direct", "matmul", "winograd"]
 
 
 def _installed_methods():

@@ -47,6 +47,8 @@ class Peak:
                 f"in conv's loaded kernel build ({self.build}) on {self.threads} thread(s): "
                 + ", ".join(f"{dt} {self._best[dt]:.0f} GFLOP/s"
                             for dt in dtypes if dt in self._best))
+        line += ("; GFLOP/s count the direct algorithm's flops, which winograd (fewer "
+                 "multiplications) can exceed")
         if _introspect.cpu_has("AVX512F") and "avx512" not in self.build:
             line += ("; this CPU also has AVX-512, which conv's kernels do not use, so "
                      "libraries that do (BLAS, oneDNN in TensorFlow and PyTorch) can pass 100%")

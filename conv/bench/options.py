@@ -30,7 +30,9 @@ errors: max |out - ref| and max |out - ref| / max |ref| against tf.nn.conv2d in 
 dtype when TensorFlow is installed, else conv.testing.reference_conv2d (exact).
 vs TF, vs python, vs torch: that baseline's time / this time (> 1 is faster).
 % peak: against this CPU's FMA peak, measured in the same run by an FMA loop in conv's
-  loaded kernel build on the same threads (a direct algorithm cannot exceed it).
+  loaded kernel build on the same threads. GFLOP/s count the direct algorithm's flops
+  (2*N*OH*OW*KH*KW*C_in*C_out), so a direct algorithm cannot exceed 100%; Winograd's
+  (winograd, and oneDNN's in TensorFlow and PyTorch) does fewer multiplications and can.
 exit status: 0 ok; 1 a method failed or exceeded the error tolerance; 2 bad options.
 """
 
