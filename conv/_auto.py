@@ -11,14 +11,14 @@ Every method auto may pick keeps the accuracy contract (conv.testing.NORMWISE, n
 2e-5 float32, 1e-12 float64) on the grid of ``python -m conv --accuracy`` (tested):
 "winograd" by declaration and measurement, the others componentwise.
 
-Why (measured side by side, interleaved, median of 5, 2 threads, on a 2-core AVX-512
-Xeon; README "Choosing a method" has the table): "winograd" took 0.40-0.86x direct's
+Why (measured side by side, interleaved, median of 5-9, 2 threads, on a 2-core AVX-512
+Xeon; README "Choosing a method" has the tables): "winograd" took 0.40-0.86x direct's
 time on ResNet-50's 3x3 stride-1 layers with 64-256 channels at batch 1 and 8 and on
-mid and deep, and lost where the weights outweigh the pixels (its weight transform runs
-on every call: 7 x 7 x 512, 0.0015 pixels a weight at batch 8: 1.01x float32, 1.31x
-float64; at batch 1: 1.29x and 2.1x; 14 x 14 x 256 at batch 1, 0.003 pixels a weight,
-still won: 0.86x and 0.88x) or channels are few (8 channels: 2.1x, 16: 0.88-1.2x, 3:
-1.9-2.8x). Elsewhere "direct" was the fastest or within noise of
+mid and deep, and with its weights-stationary order 0.84x (float32) and 0.79x (float64)
+on 7 x 7 x 512 at batch 8 (0.0015 output pixels a weight). It lost where the weights
+outweigh the pixels further (7 x 7 x 512 at batch 1, 0.0002 pixels a weight: 1.19x and
+1.4x; at batch 4, 0.00075: 0.89x float32 but 1.23x float64) or channels are few (8
+channels: 2.1x, 16: 0.88-1.2x, 3: 1.9-2.8x). Elsewhere "direct" was the fastest or within noise of
 the fastest. "matmul" runs the same micro-kernel tap by tap, which adds memory traffic
 and never beat it. "numpy" (BLAS) came within noise of it only on large-channel strided
 problems, and it cannot honour ``threads``. "matmul" and "numpy" remain as fallbacks
@@ -36,7 +36,7 @@ PREFERENCE = ("direct", "matmul", "numpy")
 CANDIDATES = ("winograd",) + PREFERENCE
 
 WINOGRAD_MIN_PIXELS = 64
-WINOGRAD_PIXELS_PER_WEIGHT = 0.002
+WINOGRAD_PIXELS_PER_WEIGHT = 0.001
 WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_MIN_CHANNEL_SUM = 48
 

@@ -142,11 +142,11 @@ def test_tile_size_keeps_the_float32_bound():
     assert winograd.tile_size("float32", winograd.F4_MAX_C_IN_FLOAT32 + 1) == 2
 
 
-def test_tile_size_gives_f4_enough_pixels_per_weight_in_float64():
-    k = winograd.F4_PIXELS_PER_WEIGHT_FLOAT64
-    assert winograd.tile_size("float64", 64, 64, -(-64 * 64 // k)) == 4
-    assert winograd.tile_size("float64", 64, 64, 64 * 64 // k - 1) == 2
-    assert winograd.tile_size("float32", 64, 64, 1) == 4
+def test_weights_stationary_rule():
+    k = winograd.WS_TILES_PER_CHANNEL
+    assert winograd.weights_stationary(16 * k, 256, 16, 4, 4)
+    assert not winograd.weights_stationary(16 * k + 1, 256, 16, 4, 4)
+    assert not winograd.weights_stationary(10 ** 6, 64, 10 ** 7, 4, 8)  # too much to keep
 
 
 # ------------------------------------------------------------------ through conv2d
@@ -180,7 +180,7 @@ def test_conv2d_uses_the_tile_size_rule(dtype):
     w = rng.standard_normal((3, 3, ci, 8)).astype(dtype)
     out = conv.conv2d(x, w, method="winograd", padding="SAME")
     kit.assert_conv_normwise(out, kit.reference_conv2d(x, w, padding="SAME"))
-    m = winograd.tile_size(dtype, ci, 8, 36)
+    m = winograd.tile_size(dtype, ci)
     from conv.methods import _compiled
     direct, _ = _run(_compiled.kernels, x, w, m, (1, 1, 1, 1), threads=1)
     np.testing.assert_array_equal(out, direct)  # the size tile_size names
@@ -290,7 +290,8 @@ def test_scalar_build_matches_vector_build(tmp_path):
     ((100, 32, 32, 3), (3, 3, 3, 16), {}, "direct"),              # seed: 3 channels
     ((8, 56, 56, 16), (3, 3, 16, 16), {"padding": "SAME"}, "direct"),  # 32 channels in all
     ((1, 14, 14, 256), (3, 3, 256, 256), {"padding": "SAME"}, "winograd"),  # 196 pixels
-    ((8, 7, 7, 512), (3, 3, 512, 512), {"padding": "SAME"}, "direct"),  # 0.0015 a weight
+    ((8, 7, 7, 512), (3, 3, 512, 512), {"padding": "SAME"}, "winograd"),  # 0.0015 a weight
+    ((4, 7, 7, 512), (3, 3, 512, 512), {"padding": "SAME"}, "direct"),  # 0.00075 a weight
     ((1, 7, 7, 64), (3, 3, 64, 64), {"padding": "VALID"}, "direct"),  # 25 pixels
     ((8, 56, 56, 64), (3, 3, 64, 64), {"stride": 2}, "direct"),
     ((8, 56, 56, 64), (3, 3, 64, 64), {"dilation": 2}, "direct"),
@@ -307,9 +308,8 @@ def test_auto_rule(x_shape, w_shape, kwargs, chosen):
                                          ("float64", 256), ("float64", 1024)])
 @pytest.mark.parametrize("magnitude", ["normal", "mixed"])
 def test_f4x4_keeps_the_bound_where_it_may_run(dtype, c_in, magnitude):
-    """The accuracy grid's images are small, so the method runs F(2x2) there for C_in >= 64
-    (tile_size); F(4x4) runs on large images with up to F4_MAX_C_IN_FLOAT32 channels
-    (float32) or any (float64): its kernels are held to the bound on the grid's inputs."""
+    """F(4x4) runs with up to F4_MAX_C_IN_FLOAT32 channels (float32) or any (float64): its
+    kernels are held to the bound on the accuracy grid's inputs."""
     from conv.bench import accuracy
     x, w = accuracy.inputs((c_in, 3, magnitude), dtype)
     out, ok = _run(EXTENSIONS[-1], x, w, 4, (1, 1, 1, 1))
@@ -329,3 +329,59 @@ def test_weight_transform_reports_a_non_finite_weight(mod, dtype, m, where, valu
     assert mod.winograd_weights(w, u, m, 2)
     w[where] = value
     assert not mod.winograd_weights(w, u, m, 2)
+
+
+# ------------------------------------------------------------ the weights-stationary order
+def _run_ws(mod, x, w, m, pads, threads=2):
+    t, b, l, r = pads
+    oh, ow = x.shape[1] + t + b - 2, x.shape[2] + l + r - 2
+    out = np.full((x.shape[0], oh, ow, w.shape[3]), np.nan, dtype=x.dtype)
+    tiles = x.shape[0] * -(-oh // m) * -(-ow // m)
+    vall = np.empty((m + 2) ** 2 * tiles * x.shape[3], dtype=x.dtype)
+    zeros = np.zeros(max(1, x.shape[3]), dtype=x.dtype)
+    return out, mod.conv2d_winograd_ws(x, w, zeros, vall, out, m, t, l, threads)
+
+
+@pytest.mark.parametrize("mod", EXTENSIONS, ids=EXT_IDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_weights_stationary_order_gives_the_same_bits(mod, dtype, m, geometry):
+    x, w = _inputs(geometry, dtype)
+    want, ok = _run(mod, x, w, m, geometry[5])
+    for threads in (1, 2, 3):
+        got, ok_ws = _run_ws(mod, x, w, m, geometry[5], threads)
+        assert ok and ok_ws
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("mod", EXTENSIONS, ids=EXT_IDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("where", ["x", "w", "w tail"])
+def test_weights_stationary_order_reports_non_finite(mod, dtype, m, where):
+    x, w = _inputs((2, 9, 9, 3, 37, None), dtype)
+    if where == "x":
+        x[1, 4, 4, 2] = np.nan
+    elif where == "w":
+        w[0, 2, 1, 0] = np.inf
+    else:
+        w[2, 2, 2, 36] = -np.inf  # in the last, partial channel tile
+    _, ok = _run_ws(mod, x, w, m, (1, 1, 1, 1))
+    assert not ok
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_takes_either_order(dtype, monkeypatch):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((1, 9, 9, 8)).astype(dtype)
+    w = rng.standard_normal((3, 3, 8, 40)).astype(dtype)
+    got = {}
+    for k in (0, 10 ** 6):  # never, always
+        monkeypatch.setattr(winograd, "WS_TILES_PER_CHANNEL", k)
+        got[k] = conv.conv2d(x, w, method="winograd", padding="SAME")
+    np.testing.assert_array_equal(got[0], got[10 ** 6])
+    kit.assert_conv_normwise(got[0], kit.reference_conv2d(x, w, padding="SAME"))
+    x[0, 3, 3, 3] = np.inf  # both orders fall back to direct
+    np.testing.assert_array_equal(conv.conv2d(x, w, method="winograd", padding="SAME"),
+                                  conv.conv2d(x, w, method="direct", padding="SAME"))

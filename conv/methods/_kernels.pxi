@@ -91,6 +91,8 @@ cdef extern from "_winograd.h" nogil:
         const void* u
         const void* zeros
         void* out
+        const void* w
+        void* vall
         Py_ssize_t N, H, W, CI, ncot, nr, OH, OW, CO, pt, pl
         int m
         Py_ssize_t bt, gcot
@@ -103,6 +105,8 @@ cdef extern from "_winograd.h" nogil:
         int nonfinite
     void conv_winograd_f(conv_wino_problem* p, int threads)
     void conv_winograd_d(conv_wino_problem* p, int threads)
+    void conv_winograd_f_ws(conv_wino_problem* p, int threads)
+    void conv_winograd_d_ws(conv_wino_problem* p, int threads)
     void conv_winograd_f_weights(conv_wino_weights* p, int m, int threads)
     void conv_winograd_d_weights(conv_wino_weights* p, int m, int threads)
 
@@ -335,6 +339,52 @@ def conv2d_winograd(const real[:, :, :, ::1] x, const real[:, :, :, ::1] u,
     intr.finish()
     if p.failed:
         raise MemoryError("conv2d_winograd: no memory for a task's scratch")
+    return not p.nonfinite
+
+
+def conv2d_winograd_ws(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
+                       const real[::1] zeros, real[::1] vall, real[:, :, :, ::1] out, int m,
+                       Py_ssize_t pt, Py_ssize_t pl, int threads):
+    """conv2d_winograd in the weights-stationary order, for few tiles: the input transform
+    of every tile into vall (at least (m + 2)**2 * tiles * C_in elements; tiles =
+    N * ceil(OH / m) * ceil(OW / m)), then a task per channel tile that transforms its
+    weights from w (3, 3, C_in, C_out) into its own scratch and uses them for every tile.
+    The same results as conv2d_winograd with winograd_weights(w, u, m), element for
+    element. Returns False when an Inf or NaN was met (in x or w, or from an overflow)."""
+    cdef conv_wino_problem p
+    cdef _Interrupt intr
+    cdef Py_ssize_t nr = NR["float32" if real is float else "float64"]
+    cdef Py_ssize_t tiles = x.shape[0] * ((out.shape[1] + m - 1) // m) * ((out.shape[2] + m - 1) // m)
+    if m not in (2, 4):
+        raise ValueError(f"m must be 2 or 4, not {m}")
+    if w.shape[0] != 3 or w.shape[1] != 3 or w.shape[2] != x.shape[3] or w.shape[3] != out.shape[3]:
+        raise ValueError(f"w must be (3, 3, {x.shape[3]}, {out.shape[3]})")
+    if out.shape[0] != x.shape[0] or zeros.shape[0] < max(1, x.shape[3]):
+        raise ValueError("out has the wrong batch, or zeros is too short")
+    if vall.shape[0] < (m + 2) ** 2 * tiles * x.shape[3]:
+        raise ValueError(f"vall must hold {(m + 2) ** 2 * tiles * x.shape[3]} elements")
+    if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] == 0:
+        return True
+    p.zeros = &zeros[0]
+    p.x = &x[0, 0, 0, 0] if x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] else p.zeros
+    p.w = &w[0, 0, 0, 0] if w.shape[2] else p.zeros
+    p.vall = &vall[0] if vall.shape[0] else NULL
+    p.u = NULL
+    p.out = &out[0, 0, 0, 0]
+    p.N, p.H, p.W, p.CI = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    p.ncot, p.nr = (out.shape[3] + nr - 1) // nr, nr
+    p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
+    p.pt, p.pl, p.m = pt, pl, m
+    intr = _Interrupt()
+    p.intr = &intr.c
+    with nogil:
+        if real is float:
+            conv_winograd_f_ws(&p, threads)
+        else:
+            conv_winograd_d_ws(&p, threads)
+    intr.finish()
+    if p.failed:
+        raise MemoryError("conv2d_winograd_ws: no memory for a task's scratch")
     return not p.nonfinite
 
 

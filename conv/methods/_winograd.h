@@ -21,6 +21,8 @@
 typedef struct {
     const void *x, *u, *zeros;   /* zeros: at least CI of them */
     void *out;
+    const void *w;               /* weights-stationary order: the (3, 3, CI, CO) weights, */
+    void *vall;                  /* and room for every tile's transformed input */
     ptrdiff_t N, H, W, CI;       /* input (N, H, W, CI), unpadded */
     ptrdiff_t ncot, nr;          /* transformed weights (WA*WA, ncot, CI, nr) */
     ptrdiff_t OH, OW, CO;        /* output (N, OH, OW, CO) */
@@ -169,6 +171,19 @@ static void NAME(conv_wino_problem *p, int threads) {                           
     conv_wino_shape(p, sizeof(T), threads);                                                \
     ntask = conv_wino_ntask(p);                                                            \
     conv_pool_run(threads, ntask, 1, p->m == 2 ? F2##_tasks : F4##_tasks, p);              \
+}                                                                                          \
+/* The weights-stationary order (p->w and p->vall set; p->u unused). */                   \
+static void NAME##_ws(conv_wino_problem *p, int threads) {                                 \
+    const ptrdiff_t ntile = conv_wino_tiles(p);                                            \
+    CONV_ASSERT(p->nr == (NRW) && (p->m == 2 || p->m == 4) && p->w && p->vall);            \
+    p->nonfinite = p->failed = 0;                                                          \
+    if (p->N * p->OH * p->OW * p->CO == 0) return;                                         \
+    p->bt = ntile;                                                                         \
+    p->gcot = 1;                                                                           \
+    conv_pool_run(threads, (ntile + CONV_MR - 1) / CONV_MR, 1,                             \
+                  p->m == 2 ? F2##_input_tasks : F4##_input_tasks, p);                     \
+    if (p->nonfinite) return;                                                              \
+    conv_pool_run(threads, p->ncot, 1, p->m == 2 ? F2##_ws_tasks : F4##_ws_tasks, p);      \
 }                                                                                          \
 static void NAME##_weights(conv_wino_weights *p, int m, int threads) {                     \
     ptrdiff_t ntask = p->ncot * ((p->CI + CONV_WINO_CI_RUN - 1) / CONV_WINO_CI_RUN);       \

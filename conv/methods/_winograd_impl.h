@@ -231,57 +231,112 @@ static void WNAME(tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
         CONV_STORE_RELAXED(&p->nonfinite, 1);
 }
 
-/* The weights' transform, U = G g G^T for every (c_in, c_out), into u[(xi * ncot + cot)
- * * CI + ci][lane] (zero past C_out), computed in double, a channel tile at a time (the
- * innermost loops run over its NR lanes). A task is one channel tile and a run of
- * CONV_WINO_CI_RUN input channels, so that for each xi it writes one contiguous run. */
+/* The weights' transform, U = G g G^T, for channel tile `cot` and input channels
+ * [ci0, ci1): u[(xi * xstride + ci) * NR + lane] (zero past C_out), computed in double
+ * (the innermost loops run over the tile's NR lanes). Returns nonzero if a weight is Inf
+ * or NaN. */
+static int WNAME(weights_run)(const T *w, ptrdiff_t CI, ptrdiff_t CO, ptrdiff_t cot,
+                              ptrdiff_t ci0, ptrdiff_t ci1, T *u, ptrdiff_t xstride) {
+    int bad = 0;
+    ptrdiff_t ci;
+    for (ci = ci0; ci < ci1; ci++) {
+        double g[3][3][NR], t[WA][3][NR], r[WA][NR];
+        int a, b, k;
+        for (a = 0; a < 3; a++)
+            for (b = 0; b < 3; b++) {
+                const T *src = w + ((a * 3 + b) * CI + ci) * CO + cot * NR;
+                const int n = (int)(CO - cot * NR < NR ? CO - cot * NR : NR);
+                if (n == NR) /* a whole tile: a loop the compiler vectorizes */
+                    for (k = 0; k < NR; k++) {
+                        bad |= src[k] - src[k] != 0; /* Inf or NaN */
+                        g[a][b][k] = (double)src[k];
+                    }
+                else
+                    for (k = 0; k < NR; k++) {
+                        bad |= k < n && src[k] - src[k] != 0;
+                        g[a][b][k] = k < n ? (double)src[k] : 0.0;
+                    }
+            }
+        for (b = 0; b < 3; b++)
+            for (k = 0; k < NR; k++) {
+                WIN_G(r, k, g[0][b][k], g[1][b][k], g[2][b][k])
+                for (a = 0; a < WA; a++) t[a][b][k] = r[a][k];
+            }
+        for (a = 0; a < WA; a++) {
+            for (k = 0; k < NR; k++) {
+                WIN_G(r, k, t[a][0][k], t[a][1][k], t[a][2][k])
+            }
+            for (b = 0; b < WA; b++) {
+                T *dst = u + ((ptrdiff_t)(a * WA + b) * xstride + ci) * NR;
+                for (k = 0; k < NR; k++) dst[k] = (T)r[b][k];
+            }
+        }
+    }
+    return bad;
+}
+
+/* The whole weights' transform into u[(xi * ncot + cot) * CI + ci][lane]: a task is one
+ * channel tile and a run of CONV_WINO_CI_RUN input channels, so that for each xi it
+ * writes one contiguous run. */
 static void WNAME(weight_tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
     const conv_wino_weights *p = (const conv_wino_weights *)ctx;
-    const T *w = (const T *)p->w;
-    T *u = (T *)p->u;
-    const ptrdiff_t CI = p->CI, CO = p->CO, ncot = p->ncot;
-    const ptrdiff_t runs = (CI + CONV_WINO_CI_RUN - 1) / CONV_WINO_CI_RUN;
-    ptrdiff_t task, ci;
+    const ptrdiff_t CI = p->CI, runs = (CI + CONV_WINO_CI_RUN - 1) / CONV_WINO_CI_RUN;
+    ptrdiff_t task;
     int bad = 0;
     for (task = begin; task < end; task++) {
         const ptrdiff_t cot = task / runs, ci0 = (task - cot * runs) * CONV_WINO_CI_RUN;
         const ptrdiff_t ci1 = ci0 + CONV_WINO_CI_RUN < CI ? ci0 + CONV_WINO_CI_RUN : CI;
-        for (ci = ci0; ci < ci1; ci++) {
-            double g[3][3][NR], t[WA][3][NR], r[WA][NR];
-            int a, b, k;
-            for (a = 0; a < 3; a++)
-                for (b = 0; b < 3; b++) {
-                    const T *src = w + ((a * 3 + b) * CI + ci) * CO + cot * NR;
-                    const int n = (int)(CO - cot * NR < NR ? CO - cot * NR : NR);
-                    if (n == NR) /* a whole tile: a loop the compiler vectorizes */
-                        for (k = 0; k < NR; k++) {
-                            bad |= src[k] - src[k] != 0; /* Inf or NaN */
-                            g[a][b][k] = (double)src[k];
-                        }
-                    else
-                        for (k = 0; k < NR; k++) {
-                            bad |= k < n && src[k] - src[k] != 0;
-                            g[a][b][k] = k < n ? (double)src[k] : 0.0;
-                        }
-                }
-            for (b = 0; b < 3; b++)
-                for (k = 0; k < NR; k++) {
-                    WIN_G(r, k, g[0][b][k], g[1][b][k], g[2][b][k])
-                    for (a = 0; a < WA; a++) t[a][b][k] = r[a][k];
-                }
-            for (a = 0; a < WA; a++) {
-                for (k = 0; k < NR; k++) {
-                    WIN_G(r, k, t[a][0][k], t[a][1][k], t[a][2][k])
-                }
-                for (b = 0; b < WA; b++) {
-                    T *dst = u + (((ptrdiff_t)(a * WA + b) * ncot + cot) * CI + ci) * NR;
-                    for (k = 0; k < NR; k++) dst[k] = (T)r[b][k];
-                }
-            }
-        }
+        bad |= WNAME(weights_run)((const T *)p->w, CI, p->CO, cot, ci0, ci1,
+                                  (T *)p->u + cot * CI * NR, p->ncot * CI);
     }
     if (bad) /* an Inf or NaN weight */
         CONV_STORE_RELAXED(&((conv_wino_weights *)p)->nonfinite, 1);
+}
+
+/* Weights-stationary order, for few tiles (batch 1, small images): the input transform
+ * of every tile first (input_tasks, into p->vall, laid out as a block of all the tiles),
+ * then a task per channel tile (ws_tasks) transforms that tile's weights into its own
+ * scratch, where they stay while every tile's products and output transform use them:
+ * the transformed weights never go to memory. Same arithmetic, element for element, as
+ * the order above. */
+static void WNAME(input_tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
+    conv_wino_problem *p = (conv_wino_problem *)ctx;
+    ptrdiff_t task, ntile = conv_wino_tiles(p);
+    T chk = 0;
+    for (task = begin; task < end; task++) {
+        const ptrdiff_t t0 = task * CONV_MR, nt = ntile - t0 < CONV_MR ? ntile - t0 : CONV_MR;
+        chk += WNAME(input)(p, t0, nt, (T *)p->vall + t0 * p->CI);
+    }
+    if (chk != 0)
+        CONV_STORE_RELAXED(&p->nonfinite, 1);
+}
+
+static void WNAME(ws_tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
+    conv_wino_problem *p = (conv_wino_problem *)ctx;
+    const T *zeros = (const T *)p->zeros, *vall = (const T *)p->vall;
+    const ptrdiff_t CI = p->CI, nt = conv_wino_tiles(p);
+    const size_t nu = (size_t)(WT * CI * NR), nm = (size_t)(WT * nt * NR);
+    T *ub = (T *)conv_wino_scratch((nu + nm) * sizeof(T)), *mb = ub + nu;
+    T chk = 0;
+    int bad = 0;
+    ptrdiff_t cot, xi, q0;
+    if (ub == NULL) {
+        CONV_STORE_RELAXED(&p->failed, 1);
+        begin = end;
+    }
+    for (cot = begin; cot < end; cot++) {
+        if (conv_interrupted(p->intr, cot)) break;
+        bad |= WNAME(weights_run)((const T *)p->w, CI, p->CO, cot, 0, CI, ub, CI);
+        for (xi = 0; xi < WT; xi++)
+            for (q0 = 0; q0 < nt; q0 += CONV_MR) {
+                const int mr = (int)(nt - q0 < CONV_MR ? nt - q0 : CONV_MR);
+                TILE(vall + xi * nt * CI, ub + xi * CI * NR, zeros, mb + (xi * nt + q0) * NR, NR,
+                     mr, NR, 0, q0, nt, 1, nt, CI, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0);
+            }
+        chk += WNAME(output)(p, 0, nt, mb, cot * NR, NR);
+    }
+    if (chk != 0 || bad)
+        CONV_STORE_RELAXED(&p->nonfinite, 1);
 }
 
 #undef WA

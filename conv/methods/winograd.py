@@ -13,8 +13,12 @@ bit for bit, but they do not depend on the thread count. Measured on the accurac
 of ``python -m conv --accuracy`` (C_in 1 to 1024, normal and mixed-magnitude inputs):
 F(2x2) at most 9.4e-7 (float32) and 2.1e-15 (float64); F(4x4) 2.2e-5 at C_in = 1024 in
 float32 (over the bound), 8.7e-6 at C_in = 256, and 3.5e-14 in float64. Hence
-F(4x4, 3x3), except in float32 with more than F4_MAX_C_IN_FLOAT32 input channels, and
-in float64 where too few pixels share the weights (tile_size).
+F(4x4, 3x3), except in float32 with more than F4_MAX_C_IN_FLOAT32 input channels.
+
+Two orders of work, with the same results element for element: tiles-outer (weights
+transformed once for the whole call, then tasks of tiles x channel groups) and, when the
+weights outweigh the tiles (batch 1, small images, many channels), weights-stationary
+(weights_stationary).
 
 What it does not transform runs on "direct", exactly: kernels other than 3x3, strides
 other than 1, and any call whose weights or input hold an Inf or NaN (a transform
@@ -34,22 +38,29 @@ from . import _compiled
 #: Largest C_in for F(4x4, 3x3) in float32: the accuracy grid's error at C_in = 256 is
 #: 8.7e-6 (under the 2e-5 bound), at 1024 2.2e-5 (over it); F(2x2, 3x3) above.
 F4_MAX_C_IN_FLOAT32 = 256
-#: In float64, F(4x4) needs at least C_in * C_out / F4_PIXELS_PER_WEIGHT_FLOAT64 output
-#: pixels to pay for its 36 transformed weights (against F(2x2)'s 16), which every call
-#: computes and streams. Measured end to end, side by side (README, "Choosing a method"):
-#: float64, 14 x 14 x 256 at batch 1: F(2x2) 0.88x direct's time, F(4x4) 1.14x; at batch
-#: 8, 0.72x and 0.70x; 28 x 28 x 128 at batch 8: 0.59x and 0.47x. In float32 F(4x4) was
-#: as fast as F(2x2) or faster on every layer (14 x 14 x 256, batch 1: 0.86x and 0.98x).
-F4_PIXELS_PER_WEIGHT_FLOAT64 = 10
+#: The weights-stationary order (each task transforms one channel tile's weights and keeps
+#: them in its scratch for every tile) runs when there are at most WS_TILES_PER_CHANNEL
+#: tiles per output channel, and every tile's transformed input fits WS_MAX_BYTES: it
+#: never writes the transformed weights to memory, which pays when they outweigh the
+#: tiles. Measured (float32, 2 threads, side by side): 14 x 14 x 256 at batch 1 (16
+#: tiles, 256 channels) 1.12 ms against 2.13 in the other order; batch 8 (128 tiles)
+#: 5.48 against 5.96; 7 x 7 x 512 at batch 8 (F(2x2), 128 tiles) 11.2 against 16.1; but
+#: 56 x 56 x 64 at batch 1 (196 tiles, 64 channels) 1.04 against 0.94.
+WS_TILES_PER_CHANNEL = 1
+WS_MAX_BYTES = 32 << 20
 
 
-def tile_size(dtype: str, c_in: int, c_out: int = 1, pixels: int = 1 << 62) -> int:
-    """m of F(m x m, 3 x 3) for this dtype, C_in, C_out and N*OH*OW output pixels: 4,
-    or 2 where F(4x4) is not accurate enough (float32, C_in > F4_MAX_C_IN_FLOAT32) or,
-    in float64, too few pixels share its weights."""
-    if dtype == "float32":
-        return 2 if c_in > F4_MAX_C_IN_FLOAT32 else 4
-    return 4 if pixels * F4_PIXELS_PER_WEIGHT_FLOAT64 >= c_in * c_out else 2
+def tile_size(dtype: str, c_in: int) -> int:
+    """m of F(m x m, 3 x 3): 4, or 2 where F(4x4) is not accurate enough (float32 with
+    C_in > F4_MAX_C_IN_FLOAT32). F(4x4) was as fast as F(2x2) or faster wherever both
+    were measured with the weights-stationary order, in both dtypes (README)."""
+    return 2 if dtype == "float32" and c_in > F4_MAX_C_IN_FLOAT32 else 4
+
+
+def weights_stationary(tiles: int, c_in: int, c_out: int, m: int, itemsize: int) -> bool:
+    """Whether to run the weights-stationary order (see WS_TILES_PER_CHANNEL)."""
+    return (tiles <= WS_TILES_PER_CHANNEL * c_out
+            and (m + 2) ** 2 * tiles * c_in * itemsize <= WS_MAX_BYTES)
 
 
 def transformable(p: Problem) -> bool:
@@ -74,15 +85,20 @@ def _kernel(p: Problem) -> np.ndarray:
         return _direct(p)
     threads = _compiled.threads_for(p)
     n, oh, ow, c_out = p.out_shape
-    u = transform_weights(p.w, tile_size(p.dtype.name, p.w.shape[2], c_out, n * oh * ow), threads)
-    if u is None:  # an Inf or NaN weight
+    c_in, dtype = p.w.shape[2], p.dtype
+    m = tile_size(dtype.name, c_in)
+    tiles = n * -(-oh // m) * -(-ow // m)
+    out = np.empty(p.out_shape, dtype=dtype)
+    zeros = np.zeros(max(1, c_in), dtype=dtype)
+    pt, pl = p.padding[0][0], p.padding[1][0]
+    if weights_stationary(tiles, c_in, c_out, m, dtype.itemsize):
+        vall = np.empty((m + 2) ** 2 * tiles * c_in, dtype=dtype)
+        ok = _compiled.kernels.conv2d_winograd_ws(p.x, p.w, zeros, vall, out, m, pt, pl, threads)
+    else:
+        u = transform_weights(p.w, m, threads)
+        ok = u is not None and _compiled.kernels.conv2d_winograd(p.x, u, zeros, out, pt, pl, threads)
+    if not ok:  # an Inf or NaN weight, or one met in a transform: the exact order instead
         return _direct(p)
-    out = np.empty(p.out_shape, dtype=p.dtype)
-    zeros = np.zeros(max(1, p.w.shape[2]), dtype=p.dtype)
-    if not _compiled.kernels.conv2d_winograd(
-        p.x, u, zeros, out, p.padding[0][0], p.padding[1][0], threads
-    ):
-        return _direct(p)  # an Inf or NaN met in a transform: the exact order instead
     return out
 
 
