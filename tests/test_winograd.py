@@ -36,17 +36,21 @@ GEOMETRIES = [
 ]
 
 
-def _run(mod, x, w, m, pads, threads=2, bt=0, gcot=0):
-    """Call one extension's kernels directly: (output, whether every value was finite)."""
+def _run(mod, x, w, m, pads, threads=2, bt=0, gcot=0, ws=False):
+    """Call one extension's kernels directly, in the tiles-outer order (weights transformed
+    first) or the weights-stationary one (ws): (output, whether every value was finite)."""
+    t, b, l, r = pads
+    oh, ow = x.shape[1] + t + b - 2, x.shape[2] + l + r - 2
+    out = np.full((x.shape[0], oh, ow, w.shape[3]), np.nan, dtype=x.dtype)
+    zeros = np.zeros(max(1, x.shape[3]), dtype=x.dtype)
+    if ws:
+        vall = np.empty((m + 2) ** 2 * x.shape[0] * -(-oh // m) * -(-ow // m) * x.shape[3],
+                        dtype=x.dtype)
+        return out, mod.conv2d_winograd_ws(x, w, zeros, vall, out, m, t, l, threads)
     nr = mod.NR[x.dtype.name]
     u = np.empty(((m + 2) ** 2, -(-w.shape[3] // nr), w.shape[2], nr), dtype=x.dtype)
     mod.winograd_weights(w, u, m, threads)
-    t, b, l, r = pads
-    out = np.full((x.shape[0], x.shape[1] + t + b - 2, x.shape[2] + l + r - 2, w.shape[3]),
-                  np.nan, dtype=x.dtype)
-    zeros = np.zeros(max(1, x.shape[3]), dtype=x.dtype)
-    ok = mod.conv2d_winograd(x, u, zeros, out, t, l, threads, bt, gcot)
-    return out, ok
+    return out, mod.conv2d_winograd(x, u, zeros, out, t, l, threads, bt, gcot)
 
 
 def _inputs(geometry, dtype, integers=False, seed=0):
@@ -332,16 +336,6 @@ def test_weight_transform_reports_a_non_finite_weight(mod, dtype, m, where, valu
 
 
 # ------------------------------------------------------------ the weights-stationary order
-def _run_ws(mod, x, w, m, pads, threads=2):
-    t, b, l, r = pads
-    oh, ow = x.shape[1] + t + b - 2, x.shape[2] + l + r - 2
-    out = np.full((x.shape[0], oh, ow, w.shape[3]), np.nan, dtype=x.dtype)
-    tiles = x.shape[0] * -(-oh // m) * -(-ow // m)
-    vall = np.empty((m + 2) ** 2 * tiles * x.shape[3], dtype=x.dtype)
-    zeros = np.zeros(max(1, x.shape[3]), dtype=x.dtype)
-    return out, mod.conv2d_winograd_ws(x, w, zeros, vall, out, m, t, l, threads)
-
-
 @pytest.mark.parametrize("mod", EXTENSIONS, ids=EXT_IDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m", [2, 4])
@@ -350,7 +344,7 @@ def test_weights_stationary_order_gives_the_same_bits(mod, dtype, m, geometry):
     x, w = _inputs(geometry, dtype)
     want, ok = _run(mod, x, w, m, geometry[5])
     for threads in (1, 2, 3):
-        got, ok_ws = _run_ws(mod, x, w, m, geometry[5], threads)
+        got, ok_ws = _run(mod, x, w, m, geometry[5], threads, ws=True)
         assert ok and ok_ws
         np.testing.assert_array_equal(got, want)
 
@@ -367,7 +361,7 @@ def test_weights_stationary_order_reports_non_finite(mod, dtype, m, where):
         w[0, 2, 1, 0] = np.inf
     else:
         w[2, 2, 2, 36] = -np.inf  # in the last, partial channel tile
-    _, ok = _run_ws(mod, x, w, m, (1, 1, 1, 1))
+    _, ok = _run(mod, x, w, m, (1, 1, 1, 1), ws=True)
     assert not ok
 
 

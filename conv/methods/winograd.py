@@ -7,7 +7,7 @@ matrix products run on the direct kernel's micro-kernel, and transformed back
 (Y = A^T M A) into an m x m output tile: (m+2)**2 products where the direct loop does
 9 m**2, 2.25x fewer for m = 2, 4x fewer for m = 4 (Lavin & Gray, 2016).
 
-Accuracy: normwise (conv.NORMWISE_TOLERANCE: max|y - exact| <= 2e-5 max|exact| in
+Accuracy: normwise (conv.testing.NORMWISE: max|y - exact| <= 2e-5 max|exact| in
 float32, 1e-12 in float64), not componentwise; the results are not those of "direct"
 bit for bit, but they do not depend on the thread count. Measured on the accuracy grid
 of ``python -m conv --accuracy`` (C_in 1 to 1024, normal and mixed-magnitude inputs):
