@@ -3,9 +3,8 @@
 Rule: "winograd" where it pays (winograd_pays: a 3x3 kernel at stride 1 and dilation 1,
 at least WINOGRAD_MIN_PIXELS output pixels and WINOGRAD_PIXELS_PER_WEIGHT * C_in * C_out
 of them, C_in and C_out at least WINOGRAD_MIN_CHANNELS and together at least
-WINOGRAD_MIN_CHANNEL_SUM); otherwise the
-first of PREFERENCE that is registered, loads, and computes the problem's dtype. It
-never picks "python", "tensorflow" or a plugin.
+WINOGRAD_MIN_CHANNEL_SUM); otherwise the first of PREFERENCE that is registered, loads,
+and computes the problem's dtype. It never picks "python", "tensorflow" or a plugin.
 
 Every method auto may pick keeps the accuracy contract (conv.testing.NORMWISE, normwise
 2e-5 float32, 1e-12 float64) on the grid of ``python -m conv --accuracy`` (tested):
@@ -18,11 +17,11 @@ mid and deep, and with its weights-stationary order 0.84x (float32) and 0.79x (f
 on 7 x 7 x 512 at batch 8 (0.0015 output pixels a weight). It lost where the weights
 outweigh the pixels further (7 x 7 x 512 at batch 1, 0.0002 pixels a weight: 1.19x and
 1.4x; at batch 4, 0.00075: 0.89x float32 but 1.23x float64) or channels are few (8
-channels: 2.1x, 16: 0.88-1.2x, 3: 1.9-2.8x). Elsewhere "direct" was the fastest or within noise of
-the fastest. "matmul" runs the same micro-kernel tap by tap, which adds memory traffic
-and never beat it. "numpy" (BLAS) came within noise of it only on large-channel strided
-problems, and it cannot honour ``threads``. "matmul" and "numpy" remain as fallbacks
-for a build whose compiled kernels cannot be loaded.
+channels: 2.1x, 16: 0.88-1.2x, 3: 1.9-2.8x). Elsewhere "direct" was the fastest or
+within noise of the fastest. "matmul" runs the same micro-kernel tap by tap, which adds
+memory traffic and never beat it. "numpy" (BLAS) came within noise of it only on
+large-channel strided problems, and it cannot honour ``threads``. "matmul" and "numpy"
+remain as fallbacks for a build whose compiled kernels cannot be loaded.
 """
 from __future__ import annotations
 
