@@ -39,6 +39,7 @@ cdef extern from "_ukernel.h" nogil:
     const int CONV_NUM_UKERNELS
 
 from cpython.exc cimport PyErr_CheckSignals
+from libc.string cimport memset
 
 cdef extern from "_pool.h" nogil:
     const char* CONV_POOL_KIND
@@ -117,6 +118,9 @@ cdef extern from "_peak.h" nogil:
     const int CONV_PEAK_FLOPS_D
     const int CONV_PEAK_LANES_F
     const int CONV_PEAK_LANES_D
+
+# a driver of _winograd.h (conv_winograd_f, conv_winograd_f_ws, ...)
+ctypedef void (*conv_wino_driver)(conv_wino_problem* p, int threads) noexcept nogil
 
 # a driver of _drivers.h (conv_direct_f, ...)
 ctypedef void (*conv_driver)(const conv_problem* p, int threads) noexcept nogil
@@ -300,6 +304,34 @@ def winograd_weights(const real[:, :, :, ::1] w, real[:, :, :, ::1] u, int m,
     return not p.nonfinite
 
 
+cdef bint _wino_run(conv_wino_driver f32, conv_wino_driver f64, conv_wino_problem* p,
+                    const real[:, :, :, ::1] x, const real[::1] zeros,
+                    real[:, :, :, ::1] out, int m, Py_ssize_t pt, Py_ssize_t pl,
+                    int threads) except -1:
+    """Both Winograd orders' shared body: describe the input, the output and the padding
+    in p (the order's own fields already set), run driver `f32` or `f64` (by dtype) with
+    the GIL released. True unless an Inf or NaN was met; MemoryError if a task had no
+    scratch; Ctrl-C raises its KeyboardInterrupt once every thread has stopped."""
+    cdef _Interrupt intr = _Interrupt()
+    p.zeros = &zeros[0]
+    p.x = &x[0, 0, 0, 0] if x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] else p.zeros
+    p.out = &out[0, 0, 0, 0]
+    p.N, p.H, p.W, p.CI = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    p.nr = NR["float32" if real is float else "float64"]
+    p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
+    p.pt, p.pl, p.m = pt, pl, m
+    p.intr = &intr.c
+    with nogil:
+        if real is float:
+            f32(p, threads)
+        else:
+            f64(p, threads)
+    intr.finish()
+    if p.failed:
+        raise MemoryError("winograd: no memory for a task's scratch")
+    return not p.nonfinite
+
+
 def conv2d_winograd(const real[:, :, :, ::1] x, const real[:, :, :, ::1] u,
                     const real[::1] zeros, real[:, :, :, ::1] out, Py_ssize_t pt,
                     Py_ssize_t pl, int threads, Py_ssize_t bt=0, Py_ssize_t gcot=0):
@@ -311,7 +343,6 @@ def conv2d_winograd(const real[:, :, :, ::1] x, const real[:, :, :, ::1] u,
     overflow): out is then not valid and the caller recomputes it exactly. Ctrl-C raises
     its KeyboardInterrupt once every thread has stopped."""
     cdef conv_wino_problem p
-    cdef _Interrupt intr
     cdef Py_ssize_t nr = NR["float32" if real is float else "float64"]
     if u.shape[0] not in (16, 36) or u.shape[3] != nr or u.shape[2] != x.shape[3]:
         raise ValueError(f"u must be (16 or 36, tiles, {x.shape[3]}, {nr})")
@@ -319,27 +350,12 @@ def conv2d_winograd(const real[:, :, :, ::1] x, const real[:, :, :, ::1] u,
         raise ValueError("u has too few channel tiles, out the wrong batch, or zeros too short")
     if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] == 0:
         return True
-    p.zeros = &zeros[0]
-    p.x = &x[0, 0, 0, 0] if x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] else p.zeros
+    memset(&p, 0, sizeof(p))
     p.u = &u[0, 0, 0, 0]
-    p.out = &out[0, 0, 0, 0]
-    p.N, p.H, p.W, p.CI = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
-    p.ncot, p.nr = u.shape[1], nr
-    p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
-    p.pt, p.pl = pt, pl
-    p.m = 2 if u.shape[0] == 16 else 4
+    p.ncot = u.shape[1]
     p.bt, p.gcot = max(0, bt), min(max(0, gcot), u.shape[1])
-    intr = _Interrupt()
-    p.intr = &intr.c
-    with nogil:
-        if real is float:
-            conv_winograd_f(&p, threads)
-        else:
-            conv_winograd_d(&p, threads)
-    intr.finish()
-    if p.failed:
-        raise MemoryError("conv2d_winograd: no memory for a task's scratch")
-    return not p.nonfinite
+    return _wino_run(conv_winograd_f, conv_winograd_d, &p, x, zeros, out,
+                     2 if u.shape[0] == 16 else 4, pt, pl, threads)
 
 
 def conv2d_winograd_ws(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
@@ -352,7 +368,6 @@ def conv2d_winograd_ws(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
     The same results as conv2d_winograd with winograd_weights(w, u, m), element for
     element. Returns False when an Inf or NaN was met (in x or w, or from an overflow)."""
     cdef conv_wino_problem p
-    cdef _Interrupt intr
     cdef Py_ssize_t nr = NR["float32" if real is float else "float64"]
     cdef Py_ssize_t tiles = x.shape[0] * ((out.shape[1] + m - 1) // m) * ((out.shape[2] + m - 1) // m)
     if m not in (2, 4):
@@ -365,27 +380,12 @@ def conv2d_winograd_ws(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
         raise ValueError(f"vall must hold {(m + 2) ** 2 * tiles * x.shape[3]} elements")
     if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] == 0:
         return True
-    p.zeros = &zeros[0]
-    p.x = &x[0, 0, 0, 0] if x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] else p.zeros
-    p.w = &w[0, 0, 0, 0] if w.shape[2] else p.zeros
+    memset(&p, 0, sizeof(p))
+    p.w = &w[0, 0, 0, 0] if w.shape[2] else &zeros[0]
     p.vall = &vall[0] if vall.shape[0] else NULL
-    p.u = NULL
-    p.out = &out[0, 0, 0, 0]
-    p.N, p.H, p.W, p.CI = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
-    p.ncot, p.nr = (out.shape[3] + nr - 1) // nr, nr
-    p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
-    p.pt, p.pl, p.m = pt, pl, m
-    intr = _Interrupt()
-    p.intr = &intr.c
-    with nogil:
-        if real is float:
-            conv_winograd_f_ws(&p, threads)
-        else:
-            conv_winograd_d_ws(&p, threads)
-    intr.finish()
-    if p.failed:
-        raise MemoryError("conv2d_winograd_ws: no memory for a task's scratch")
-    return not p.nonfinite
+    p.ncot = (out.shape[3] + nr - 1) // nr
+    return _wino_run(conv_winograd_f_ws, conv_winograd_d_ws, &p, x, zeros, out, m, pt, pl,
+                     threads)
 
 
 def ukernel(str name, const real[:, :, ::1] x, const real[:, :, :, ::1] wp,

@@ -7,7 +7,8 @@
  *   CONV_SIMD    the same, as build_info() shows it: "avx2+fma", "avx", ...
  *   CONV_VECTOR_EXT  1 when the kernels use GCC/Clang vector extensions
  *   conv_vf32, conv_vf64  CONV_VBYTES-byte vectors of float/double (one element in the
- *                scalar build), with CONV_LANES_F32 / CONV_LANES_F64 lanes
+ *                scalar build), with CONV_LANES_F32 / CONV_LANES_F64 lanes, loaded and
+ *                stored unaligned by conv_load_f32 / conv_store_f32 (and _f64)
  *
  * The vector code is written once for CONV_VBYTES-byte vectors (64 with AVX-512, else 32);
  * the compiler lowers it to what the target allows: zmm registers in the _avx512
@@ -68,9 +69,13 @@ static inline conv_vf64 conv_load_f64(const double *p) {
     conv_vf64 v; memcpy(&v, p, sizeof v); return v;
 }
 static inline void conv_store_f64(double *p, conv_vf64 v) { memcpy(p, &v, sizeof v); }
-#else
+#else /* one element a "vector": the same code, scalar */
 typedef float conv_vf32;
 typedef double conv_vf64;
+static inline conv_vf32 conv_load_f32(const float *p) { return *p; }
+static inline void conv_store_f32(float *p, conv_vf32 v) { *p = v; }
+static inline conv_vf64 conv_load_f64(const double *p) { return *p; }
+static inline void conv_store_f64(double *p, conv_vf64 v) { *p = v; }
 #endif
 #define CONV_LANES_F32 ((int)(sizeof(conv_vf32) / sizeof(float)))
 #define CONV_LANES_F64 ((int)(sizeof(conv_vf64) / sizeof(double)))

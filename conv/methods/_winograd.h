@@ -69,19 +69,13 @@ static ptrdiff_t conv_wino_tiles(const conv_wino_problem *p) {
 /* Input channels a weight-transform task covers (see weight_tasks). */
 #define CONV_WINO_CI_RUN 64
 
-#if CONV_VECTOR_EXT
+/* The template, once per element type and output tile edge; V is one element and L 1
+ * in the scalar build (_simd.h). */
 #define T float
 #define V conv_vf32
 #define L CONV_LANES_F32
 #define LOADV conv_load_f32
 #define STOREV conv_store_f32
-#else
-#define T float
-#define V float
-#define L 1
-#define LOADV(p) (*(p))
-#define STOREV(p, v) (*(p) = (v))
-#endif
 #define TILE CONV_UKERNEL_F32
 #define NR CONV_NR_F
 #define WM 2
@@ -98,19 +92,11 @@ static ptrdiff_t conv_wino_tiles(const conv_wino_problem *p) {
 #undef TILE
 #undef NR
 
-#if CONV_VECTOR_EXT
 #define T double
 #define V conv_vf64
 #define L CONV_LANES_F64
 #define LOADV conv_load_f64
 #define STOREV conv_store_f64
-#else
-#define T double
-#define V double
-#define L 1
-#define LOADV(p) (*(p))
-#define STOREV(p, v) (*(p) = (v))
-#endif
 #define TILE CONV_UKERNEL_F64
 #define NR CONV_NR_D
 #define WM 2
@@ -127,6 +113,11 @@ static ptrdiff_t conv_wino_tiles(const conv_wino_problem *p) {
 #undef TILE
 #undef NR
 
+/* Tasks: blocks of bt tiles x groups of gcot channel tiles. */
+static ptrdiff_t conv_wino_ntask(const conv_wino_problem *p) {
+    return ((conv_wino_tiles(p) + p->bt - 1) / p->bt) * ((p->ncot + p->gcot - 1) / p->gcot);
+}
+
 /* A task's shape (speed only; any shape gives the same results), from measurements of
  * ResNet-50's 3x3 layers at batch 1 and 8 on 2 threads:
  * - channel tiles a task: about CONV_WINO_GROUP_BYTES of output channels of a tile
@@ -139,7 +130,7 @@ static ptrdiff_t conv_wino_tiles(const conv_wino_problem *p) {
 #define CONV_WINO_GROUP_BYTES 1024
 #define CONV_WINO_SCRATCH (2 * 1024 * 1024)
 static void conv_wino_shape(conv_wino_problem *p, size_t elem, int threads) {
-    const ptrdiff_t wt = (p->m + 2) * (p->m + 2), ntile = conv_wino_tiles(p);
+    const ptrdiff_t wt = (p->m + 2) * (p->m + 2);
     ptrdiff_t per, bt, groups;
     if (p->bt > 0 && p->gcot > 0) return; /* set by the caller */
     p->gcot = (CONV_WINO_GROUP_BYTES / (ptrdiff_t)elem + p->nr - 1) / p->nr;
@@ -149,16 +140,11 @@ static void conv_wino_shape(conv_wino_problem *p, size_t elem, int threads) {
     bt = (CONV_WINO_SCRATCH / per) / CONV_MR * CONV_MR;
     p->bt = bt < CONV_MR ? CONV_MR : bt > 16 * CONV_MR ? 16 * CONV_MR : bt;
     for (;;) {
-        const ptrdiff_t tasks = ((ntile + p->bt - 1) / p->bt) * ((p->ncot + p->gcot - 1) / p->gcot);
-        if (tasks >= 2 * (ptrdiff_t)threads) break;
+        if (conv_wino_ntask(p) >= 2 * (ptrdiff_t)threads) break;
         if (p->bt > CONV_MR) p->bt = (p->bt / 2 + CONV_MR - 1) / CONV_MR * CONV_MR;
         else if (p->gcot > 1) p->gcot = (p->gcot + 1) / 2;
         else break;
     }
-}
-
-static ptrdiff_t conv_wino_ntask(const conv_wino_problem *p) {
-    return ((conv_wino_tiles(p) + p->bt - 1) / p->bt) * ((p->ncot + p->gcot - 1) / p->gcot);
 }
 
 /* The drivers: p->m says which transform; p->nr must be the build's full tile width. */

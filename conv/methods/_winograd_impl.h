@@ -96,6 +96,28 @@
 #define WIN_SCALAR_LOAD(p) (*(p))
 #define WIN_SCALAR_STORE(p, v) (*(p) = (v))
 
+/* The sum of a vector's lanes (of the check sums: zero, or not finite). */
+static T WNAME(lanes_sum)(V v) {
+    T lanes[L], sum = 0;
+    int k;
+    memcpy(lanes, &v, sizeof lanes);
+    for (k = 0; k < L; k++) sum += lanes[k];
+    return sum;
+}
+
+/* Step 2 for one transform position and one channel tile: the (nt x CI) transformed
+ * inputs v (rows CI apart) times the (CI x NR) transformed weights u, into the nt rows of
+ * m (ldm apart), CONV_MR tiles a micro-kernel call. */
+static void WNAME(product)(const T *v, const T *u, const T *zeros, T *m, ptrdiff_t ldm,
+                           ptrdiff_t nt, ptrdiff_t CI) {
+    ptrdiff_t q0;
+    for (q0 = 0; q0 < nt; q0 += CONV_MR) {
+        const int mr = (int)(nt - q0 < CONV_MR ? nt - q0 : CONV_MR);
+        TILE(v, u, zeros, m + q0 * ldm, ldm, mr, NR, 0, q0, nt, 1, nt, CI, 1, 1, 1, 1, 1, 1, 0,
+             0, 1, 0);
+    }
+}
+
 /* Where tile `tile` lies: its image and the input position of its top-left tap. */
 static void WNAME(locate)(const conv_wino_problem *p, ptrdiff_t tile, ptrdiff_t *n,
                           ptrdiff_t *oy, ptrdiff_t *ox) {
@@ -137,13 +159,7 @@ static T WNAME(input)(const conv_wino_problem *p, ptrdiff_t t0, ptrdiff_t nt, T 
         }
         for (; c < CI; c++) WIN_INPUT_TILE(T, WIN_SCALAR_LOAD, WIN_SCALAR_STORE)
     }
-    {
-        T lanes[L];
-        int k;
-        memcpy(lanes, &chkv, sizeof lanes);
-        for (k = 0; k < L; k++) chk += lanes[k];
-    }
-    return chk;
+    return chk + WNAME(lanes_sum)(chkv);
 }
 
 /* Step 3 for tiles [t0, t0 + nt) and channels [c0, c0 + nco) of the output, from
@@ -186,13 +202,7 @@ static T WNAME(output)(const conv_wino_problem *p, ptrdiff_t t0, ptrdiff_t nt,
             }
         }
     }
-    {
-        T lanes[L];
-        int k;
-        memcpy(lanes, &chkv, sizeof lanes);
-        for (k = 0; k < L; k++) chk += lanes[k];
-    }
-    return chk;
+    return chk + WNAME(lanes_sum)(chkv);
 }
 
 static void WNAME(tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
@@ -212,19 +222,13 @@ static void WNAME(tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
         const ptrdiff_t blk = task / ncog, cot0 = (task - blk * ncog) * gcot;
         const ptrdiff_t t0 = blk * bt, nt = ntile - t0 < bt ? ntile - t0 : bt;
         const ptrdiff_t ncg = ncot - cot0 < gcot ? ncot - cot0 : gcot, nco = ncg * NR;
-        ptrdiff_t xi, cot, q0;
+        ptrdiff_t xi, cot;
         if (conv_interrupted(p->intr, task)) break; /* Ctrl-C: every thread stops */
         chk += WNAME(input)(p, t0, nt, vb);
         for (xi = 0; xi < WT; xi++)
-            for (cot = cot0; cot < cot0 + ncg; cot++) {
-                const T *wt = u + (xi * ncot + cot) * CI * NR;
-                T *m = mb + xi * bt * nco + (cot - cot0) * NR;
-                for (q0 = 0; q0 < nt; q0 += CONV_MR) {
-                    const int mr = (int)(nt - q0 < CONV_MR ? nt - q0 : CONV_MR);
-                    TILE(vb + xi * bt * CI, wt, zeros, m + q0 * nco, nco, mr, NR, 0, q0, nt,
-                         1, nt, CI, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0);
-                }
-            }
+            for (cot = cot0; cot < cot0 + ncg; cot++)
+                WNAME(product)(vb + xi * bt * CI, u + (xi * ncot + cot) * CI * NR, zeros,
+                               mb + xi * bt * nco + (cot - cot0) * NR, nco, nt, CI);
         chk += WNAME(output)(p, t0, nt, mb, cot0 * NR, nco);
     }
     if (chk != 0) /* an Inf or NaN went in or came out: the caller falls back */
@@ -319,7 +323,7 @@ static void WNAME(ws_tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
     T *ub = (T *)conv_wino_scratch((nu + nm) * sizeof(T)), *mb = ub + nu;
     T chk = 0;
     int bad = 0;
-    ptrdiff_t cot, xi, q0;
+    ptrdiff_t cot, xi;
     if (ub == NULL) {
         CONV_STORE_RELAXED(&p->failed, 1);
         begin = end;
@@ -328,11 +332,8 @@ static void WNAME(ws_tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
         if (conv_interrupted(p->intr, cot)) break;
         bad |= WNAME(weights_run)((const T *)p->w, CI, p->CO, cot, 0, CI, ub, CI);
         for (xi = 0; xi < WT; xi++)
-            for (q0 = 0; q0 < nt; q0 += CONV_MR) {
-                const int mr = (int)(nt - q0 < CONV_MR ? nt - q0 : CONV_MR);
-                TILE(vall + xi * nt * CI, ub + xi * CI * NR, zeros, mb + (xi * nt + q0) * NR, NR,
-                     mr, NR, 0, q0, nt, 1, nt, CI, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0);
-            }
+            WNAME(product)(vall + xi * nt * CI, ub + xi * CI * NR, zeros, mb + xi * nt * NR, NR,
+                           nt, CI);
         chk += WNAME(output)(p, 0, nt, mb, cot * NR, NR);
     }
     if (chk != 0 || bad)
