@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
+import subprocess
+import sysconfig
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
 
@@ -136,3 +140,26 @@ def registered():
             conv.unregister_method(name)
         except ValueError:  # the test unregistered it itself
             pass
+
+
+def vector_and_scalar_runs(tmp_path, source, cflags):
+    """Build the C program ``source`` against conv's kernel headers twice, with the GCC/Clang
+    vector extensions and without them (CONV_NO_VECTOR_EXT: the plain C that other
+    compilers get), run both, and return the numbers each printed:
+    {"vector": array, "scalar": array}. Skips the test when no C compiler is found."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        pytest.skip("no C compiler found to build the driver")
+    src = tmp_path / "driver.c"
+    src.write_text(source)
+    headers = Path(conv.__file__).parent / "methods"
+    outputs = {}
+    for name, flags in (("vector", []), ("scalar", ["-DCONV_NO_VECTOR_EXT"])):
+        exe = tmp_path / name
+        build = subprocess.run([cc, *cflags, "-Wno-psabi", *flags, f"-I{headers}", str(src),
+                                "-o", str(exe)], capture_output=True, text=True)
+        assert build.returncode == 0, build.stderr
+        run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        outputs[name] = np.array(run.stdout.split(), dtype=np.float64)
+    return outputs

@@ -16,6 +16,7 @@ import pytest
 
 import conv
 import conv.testing as kit
+from conftest import vector_and_scalar_runs
 
 REPO = Path(__file__).resolve().parents[1]
 COMPILED = [m for m in ("direct", "matmul", "winograd") if m in conv.list_methods()]
@@ -255,21 +256,7 @@ int main(void) {
 def test_scalar_tile_matches_vector_tile(tmp_path):
     """The plain-C tile that compilers without vector extensions get (forced here with
     CONV_NO_VECTOR_EXT) computes what the vector tile computes, NaN/Inf included."""
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(cc) is None:
-        pytest.skip("no C compiler found to build the tile driver")
-    src = tmp_path / "tile.c"
-    src.write_text(_TILE_DRIVER)
-    outputs = {}
-    for name, flags in (("vector", []), ("scalar", ["-DCONV_NO_VECTOR_EXT"])):
-        exe = tmp_path / name
-        build = subprocess.run(
-            [cc, "-std=c99", "-O2", "-Wno-psabi", *flags, f"-I{REPO / 'conv' / 'methods'}",
-             str(src), "-o", str(exe)], capture_output=True, text=True)
-        assert build.returncode == 0, build.stderr
-        run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
-        assert run.returncode == 0, run.stderr
-        outputs[name] = np.array(run.stdout.split(), dtype=np.float64)
+    outputs = vector_and_scalar_runs(tmp_path, _TILE_DRIVER, ["-std=c99", "-O2"])
     vec, sca = outputs["vector"], outputs["scalar"]
     assert vec.size == sca.size > 0
     assert np.array_equal(np.isnan(vec), np.isnan(sca))

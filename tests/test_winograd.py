@@ -18,6 +18,7 @@ import pytest
 import conv
 import conv.testing as kit
 from conv.methods import winograd
+from conftest import vector_and_scalar_runs
 from test_microkernels import EXTENSIONS
 
 EXT_IDS = [mod.__name__.rsplit(".", 1)[1] for mod in EXTENSIONS]
@@ -257,27 +258,8 @@ int main(void) {
 def test_scalar_build_matches_vector_build(tmp_path):
     """The Winograd code that compilers without vector extensions get (forced here with
     CONV_NO_VECTOR_EXT) computes what the vector code computes, to rounding."""
-    import shutil
-    import subprocess
-    import sysconfig
-    from pathlib import Path
-
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if shutil.which(cc) is None:
-        pytest.skip("no C compiler found to build the driver")
-    src = tmp_path / "wino.c"
-    src.write_text(_WINO_DRIVER)
-    headers = Path(conv.__file__).parent / "methods"
-    outputs = {}
-    for name, flags in (("vector", []), ("scalar", ["-DCONV_NO_VECTOR_EXT"])):
-        exe = tmp_path / name
-        build = subprocess.run(
-            [cc, "-std=gnu99", "-O2", "-Wno-psabi", "-pthread", *flags, f"-I{headers}",
-             str(src), "-o", str(exe)], capture_output=True, text=True)
-        assert build.returncode == 0, build.stderr
-        run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
-        assert run.returncode == 0, run.stderr
-        outputs[name] = np.array(run.stdout.split(), dtype=np.float64)
+    outputs = vector_and_scalar_runs(tmp_path, _WINO_DRIVER,
+                                     ["-std=gnu99", "-O2", "-pthread"])
     vec, sca = outputs["vector"], outputs["scalar"]
     half = 2 * 7 * 9 * 19 * 2  # float32 results (both transforms) first, then float64
     assert vec.size == sca.size == 2 * half and np.isfinite(vec).all()
