@@ -28,16 +28,23 @@ except ImportError:
         raise SystemExit(2) from None
     raise ImportError(_msg) from None
 
-from ._api import conv2d
+from ._api import conv2d, export_wisdom, forget_wisdom, import_wisdom, plan
 from ._config import build_info, show_config
 from ._contract import Method, MethodError, MethodUnavailableError, Problem
 from ._registry import REGISTRY as _REGISTRY
+from ._plan import Plan
 from ._registry import PluginWarning
+from ._wisdom import WisdomWarning
 
 __version__ = "0.1.0"
 
 __all__ = [
     "conv2d",
+    "plan",
+    "Plan",
+    "export_wisdom",
+    "import_wisdom",
+    "forget_wisdom",
     "list_methods",
     "get_method",
     "register_method",
@@ -49,6 +56,7 @@ __all__ = [
     "MethodError",
     "MethodUnavailableError",
     "PluginWarning",
+    "WisdomWarning",
 ]
 
 
@@ -79,3 +87,8 @@ def register_method(method, *, replace=False):
 def unregister_method(name):
     """Remove a method added with :func:`register_method`."""
     _REGISTRY.unregister(name)
+
+
+from ._wisdom import load_from_environment as _load_wisdom  # noqa: E402
+
+_load_wisdom()  # CONV_WISDOM=path; a bad file is a WisdomWarning

@@ -1,17 +1,11 @@
-"""conv.conv2d: front end -> registry -> kernel, and nothing else."""
+"""conv's public functions: conv2d, plan, and wisdom. The work is in conv._plan."""
 from __future__ import annotations
 
-import dataclasses
-
-import numpy as np
-
-from . import _auto, _geometry
-from ._contract import Method, MethodError, Problem
-from ._frontend import Normalized, kernel_array, normalize, zero_pad
-from ._registry import REGISTRY
+from . import _plan, _wisdom
 
 
-def conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1, threads=None):
+def conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1, threads=None,
+           out=None):
     """2-D convolution (cross-correlation) with ``tf.nn.conv2d``'s semantics.
 
     Parameters
@@ -34,144 +28,83 @@ def conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1, thread
         run on (``OMP_NUM_THREADS`` when set). Capped at the CPUs this process may run
         on (its affinity set).
 
+    out : numpy.ndarray or None
+        Where to write the result: a writeable C-contiguous array of the output's shape
+        and dtype that does not overlap x or w (ValueError otherwise). Returned.
+
     Returns
     -------
     numpy.ndarray, (N, OH, OW, C_out)
         float32 or float64 as NumPy promotes the inputs (integer and bool inputs
         give float64; float16 is computed in float32 and returned as float16).
+
+    ``method="auto"`` uses a wisdom entry for this problem when there is one
+    (:func:`conv.import_wisdom`, ``effort="measure"`` plans), else auto's rule. To
+    convolve many inputs with the same weights, :func:`conv.plan` pays for the checks,
+    the choice and the weights' packing once.
     """
-    if not isinstance(method, str):
-        raise TypeError(f"method must be a str; got {type(method).__name__}")
-    norm = normalize(x, w, stride=stride, padding=padding, dilation=dilation, threads=threads)
-    if method == "auto":
-        chosen = _auto.choose(norm, REGISTRY)
-    else:
-        chosen = REGISTRY.usable(method)
-    out = run_method(chosen, norm)
-    if out.dtype != norm.result_dtype:
-        out = out.astype(norm.result_dtype)
-    return out
+    return _plan.plan_conv2d(x, w, stride=stride, padding=padding, dilation=dilation,
+                             threads=threads, method=method, out=out)
 
 
-def run_method(method: Method, norm: Normalized) -> np.ndarray:
-    """Run one method on a normalized problem, emulating what it lacks."""
-    if norm.dtype.name not in method.dtypes:
-        raise TypeError(
-            f"conv method {method.name!r} computes {', '.join(method.dtypes)} only; "
-            f"these inputs compute in {norm.dtype.name}"
-        )
-    n, oh, ow, co = norm.out_shape
-    if n * oh * ow * co == 0:
-        return np.empty(norm.out_shape, dtype=norm.dtype)
-    if 0 in norm.x.shape[1:]:  # every tap in the padding, or no input channels: empty sums
-        return np.zeros(norm.out_shape, dtype=norm.dtype)
-    x, pads = norm.x, norm.padding
-    stride, dilation = norm.stride, norm.dilation
-    need_stride = stride != (1, 1) and not method.supports_stride
-    need_dilation = dilation != (1, 1) and not method.supports_dilation
-    we_pad = not method.pads_itself or need_dilation
-    if we_pad and any(pads[0] + pads[1]) and not np.isfinite(norm.w).all():
-        # Zero padding would turn Inf * 0 into NaN where padded taps must be skipped.
-        return _banded(method, norm)
-    if not method.pads_itself:
-        x, pads = zero_pad(x, pads), ((0, 0), (0, 0))
-    if not (need_stride or need_dilation):
-        return _call(method, Problem(x, norm.w, stride, dilation, pads, norm.threads, norm.out_shape))
-    if not need_dilation:
-        full = _dense(method, x, norm.w, dilation, pads, norm.threads, (1, 1))
-    else:
-        if method.pads_itself:  # phases are cut from the padded input
-            x, pads = zero_pad(x, pads), ((0, 0), (0, 0))
-        full = _phases(method, x, norm.w, dilation, norm.threads)
-    return np.ascontiguousarray(full[:, :: stride[0], :: stride[1], :][:, :oh, :ow, :])
+def plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None, method="auto",
+         effort="estimate", dtype=None):
+    """Plan a convolution with weights ``w`` for inputs of shape ``x_shape``: every
+    check and choice made once, the weights copied and prepared (packed, transformed)
+    once. Call the plan with x: ``p(x)``, or ``p(x, out=buf)``.
+
+    Parameters
+    ----------
+    x_shape : (N, H, W, C_in)
+        The inputs' shape; N may be None for any batch size (the method is then chosen
+        as for a batch of 1; give N to choose for it).
+    w, stride, padding, dilation, threads, method
+        As for :func:`conv.conv2d`. The plan keeps its own copy of ``w``: changing the
+        caller's array afterwards does not change the plan's results.
+    effort : "estimate", "measure" or "patient"
+        How ``method="auto"`` chooses. "estimate": auto's documented rule, no timing.
+        "measure": every installed method that computes this dtype (plugins included;
+        not "python", the pure-Python reference loop) is timed on this very problem
+        (random input, rounds interleaved across methods, median), and the fastest
+        whose result keeps the normwise accuracy bound (conv.testing.NORMWISE) against
+        a float64 reference is kept. "patient": the same, also over thread counts.
+        A measured choice is added to the wisdom (``export_wisdom`` saves it), and a
+        matching wisdom entry of at least the requested effort is used instead of
+        measuring again. With a named method, "patient" measures its thread counts.
+    dtype : dtype or None
+        The dtype of the x the plan is called with (default: w's). The plan computes
+        as conv2d would for such an x and w; another x dtype is a TypeError.
+
+    Returns
+    -------
+    conv.Plan
+        ``p(x)`` equals ``conv.conv2d(x, w, method=p.method, threads=p.threads, ...)``
+        bit for bit. ``p.method``, ``p.threads``, ``p.dtype`` (of the results),
+        ``p.out_shape(n)``, ``p.reason`` (rule, wisdom or measurement), ``p.times``
+        (measured seconds a call by candidate), ``p.planning_seconds``. Plans are
+        thread-safe and picklable (unpickling prepares the weights again, with the same
+        method; ``threads=None`` is resolved where the plan is unpickled).
+    """
+    return _plan.make_plan(x_shape, w, stride=stride, padding=padding, dilation=dilation,
+                           threads=threads, method=method, effort=effort, dtype=dtype)
 
 
-def _bands(out_size, in_size, k, s, d, pad_before):
-    """Runs of consecutive output indices whose in-bounds taps are the same range
-    [t0, t1): (o0, o1, t0, t1) each."""
-    bands = []
-    for o in range(out_size):
-        first = o * s - pad_before  # input index of tap 0
-        t0 = min(k, max(0, -(first // d)))  # ceil(-first / d); all-padding runs merge
-        t1 = max(t0, min(k, (in_size - 1 - first) // d + 1))
-        if bands and bands[-1][2:] == [t0, t1]:
-            bands[-1][1] = o + 1
-        else:
-            bands.append([o, o + 1, t0, t1])
-    return bands
+def export_wisdom(path) -> int:
+    """Write conv's wisdom (the measured choices, with the environment each holds for) to
+    ``path`` as readable JSON; returns the number of entries."""
+    return _wisdom.export(path)
 
 
-def _banded(method, norm: Normalized) -> np.ndarray:
-    """Padding without zeros, for a method conv pads for: each band of outputs sharing
-    one range of in-bounds taps is a VALID problem on an input window with the kernel
-    cropped to those taps; outputs with no in-bounds tap are exactly zero."""
-    x, w = norm.x, norm.w
-    n, _, _, co = norm.out_shape
-    (sh, sw), (dh, dw) = norm.stride, norm.dilation
-    (pt, _), (pl, _) = norm.padding
-    out = np.empty(norm.out_shape, dtype=norm.dtype)
-    for o0, o1, a0, a1 in _bands(norm.out_shape[1], x.shape[1], w.shape[0], sh, dh, pt):
-        for p0, p1, b0, b1 in _bands(norm.out_shape[2], x.shape[2], w.shape[1], sw, dw, pl):
-            if a0 == a1 or b0 == b1:
-                out[:, o0:o1, p0:p1, :] = 0
-                continue
-            y, xx = o0 * sh + a0 * dh - pt, p0 * sw + b0 * dw - pl
-            rows = (o1 - o0 - 1) * sh + (a1 - a0 - 1) * dh + 1
-            cols = (p1 - p0 - 1) * sw + (b1 - b0 - 1) * dw + 1
-            sub = dataclasses.replace(
-                norm,
-                x=kernel_array(x[:, y : y + rows, xx : xx + cols, :]),
-                w=kernel_array(w[a0:a1, b0:b1]),
-                padding=((0, 0), (0, 0)),
-                out_shape=(n, o1 - o0, p1 - p0, co),
-            )
-            out[:, o0:o1, p0:p1, :] = run_method(method, sub)
-    return out
+def import_wisdom(path) -> dict:
+    """Add the wisdom in ``path`` (from :func:`export_wisdom`). Entries made on another
+    machine, build, conv version or set of installed methods are ignored, never used.
+    A file that is not conv wisdom (corrupt, truncated, another format) is a ValueError,
+    and the wisdom in memory is then unchanged. Returns {"imported": k, "ignored": m}.
+    ``CONV_WISDOM=path`` imports a file when conv is imported (a failure there is a
+    conv.WisdomWarning, not an error)."""
+    return _wisdom.import_(path)
 
 
-def _dense(method, x, w, dilation, pads, threads, stride):
-    """The stride-1 output, to be subsampled by the caller."""
-    oh = _geometry.dense_size(x.shape[1] + pads[0][0] + pads[0][1], w.shape[0], dilation[0])
-    ow = _geometry.dense_size(x.shape[2] + pads[1][0] + pads[1][1], w.shape[1], dilation[1])
-    shape = (x.shape[0], oh, ow, w.shape[3])
-    return _call(method, Problem(x, w, stride, dilation, pads, threads, shape))
-
-
-def _phases(method, xp, w, dilation, threads):
-    """Stride-1 dilated output from undilated calls: output rows a, a+d, a+2d, ...
-    only ever read input rows a, a+d, ..., so each phase is an ordinary convolution."""
-    dh, dw = dilation
-    kh, kw, _, co = w.shape
-    oh = _geometry.dense_size(xp.shape[1], kh, dh)
-    ow = _geometry.dense_size(xp.shape[2], kw, dw)
-    full = np.empty((xp.shape[0], oh, ow, co), dtype=xp.dtype)
-    for a in range(min(dh, oh)):
-        for b in range(min(dw, ow)):
-            sub = kernel_array(xp[:, a::dh, b::dw, :])
-            shape = (xp.shape[0], len(range(a, oh, dh)), len(range(b, ow, dw)), co)
-            full[:, a::dh, b::dw, :] = _call(
-                method, Problem(sub, w, (1, 1), (1, 1), ((0, 0), (0, 0)), threads, shape)
-            )
-    return full
-
-
-def _call(method: Method, problem: Problem) -> np.ndarray:
-    out = method.kernel(problem)
-    if (
-        not isinstance(out, np.ndarray)
-        or out.shape != problem.out_shape
-        or out.dtype != problem.dtype
-    ):
-        got = (
-            f"{type(out).__name__} shape={getattr(out, 'shape', None)} dtype={getattr(out, 'dtype', None)}"
-        )
-        raise MethodError(
-            f"conv method {method.name!r} broke the kernel contract: it returned {got}; "
-            f"expected a numpy.ndarray of shape {problem.out_shape} and dtype {problem.dtype}"
-        )
-    if np.may_share_memory(out, problem.x) or np.may_share_memory(out, problem.w):
-        raise MethodError(
-            f"conv method {method.name!r} broke the kernel contract: it returned an array "
-            f"that shares memory with its input; a kernel must return a new array"
-        )
-    return out
+def forget_wisdom() -> None:
+    """Drop all wisdom in memory (files are untouched)."""
+    _wisdom.forget()

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ._contract import Method, MethodError
-from ._frontend import Normalized
+from ._frontend import DTYPE_NAMES, Spec
 
 PREFERENCE = ("direct", "matmul", "numpy")
 #: Every method auto may pick (for the accuracy test and the benchmarks).
@@ -40,39 +40,41 @@ WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_MIN_CHANNEL_SUM = 48
 
 
-def winograd_pays(norm: Normalized) -> bool:
-    """Whether "winograd" is faster than "direct" here, by the measured rule above."""
-    kh, kw, c_in, c_out = norm.w.shape
-    n, oh, ow, _ = norm.out_shape
+def winograd_pays(spec: Spec, n: int) -> bool:
+    """Whether "winograd" is faster than "direct" here, by the measured rule above, for a
+    batch of ``n``."""
+    kh, kw, c_in, c_out = spec.w.shape
+    oh, ow = spec.out_hw
     return (
         (kh, kw) == (3, 3)
-        and norm.stride == (1, 1)
-        and norm.dilation == (1, 1)
+        and spec.stride == (1, 1)
+        and spec.dilation == (1, 1)
         and n * oh * ow >= max(WINOGRAD_MIN_PIXELS, WINOGRAD_PIXELS_PER_WEIGHT * c_in * c_out)
         and min(c_in, c_out) >= WINOGRAD_MIN_CHANNELS
         and c_in + c_out >= WINOGRAD_MIN_CHANNEL_SUM
     )
 
 
-def _usable(name: str, norm: Normalized, registry, tried) -> Optional[Method]:
+def _usable(name: str, spec: Spec, registry, tried) -> Optional[Method]:
     try:
         method = registry.get_method(name)
     except (ValueError, MethodError) as exc:
         tried.append(f"{name} ({exc.__class__.__name__})")
         return None
-    if norm.dtype.name in method.dtypes and method.is_available():
+    if DTYPE_NAMES[spec.dtype] in method.dtypes and method.is_available():
         return method
     tried.append(name)
     return None
 
 
-def choose(norm: Normalized, registry) -> Method:
-    """The method "auto" runs for this problem. Looks candidates up by name (no full
-    plugin scan, no plugin import on each call)."""
+def choose(spec: Spec, registry, n: int) -> Method:
+    """The method "auto" runs for this problem at batch size ``n`` (by the rule; wisdom
+    is consulted by the caller). Looks candidates up by name (no full plugin scan, no
+    plugin import on each call)."""
     tried = []
-    names = (("winograd",) if winograd_pays(norm) else ()) + PREFERENCE
+    names = (("winograd",) if winograd_pays(spec, n) else ()) + PREFERENCE
     for name in names:
-        method = _usable(name, norm, registry, tried)
+        method = _usable(name, spec, registry, tried)
         if method is not None:
             return method
     raise ValueError(

@@ -86,6 +86,15 @@ class Problem:
         return _geometry.flops(self.out_shape, self.w.shape)
 
 
+def make_problem(x, w, stride, dilation, padding, threads, out_shape) -> Problem:
+    """Problem(...) without the frozen dataclass's per-field ``object.__setattr__``
+    (a microsecond on every planned call); the same object."""
+    p = object.__new__(Problem)
+    p.__dict__.update(x=x, w=w, stride=stride, dilation=dilation, padding=padding,
+                      threads=threads, out_shape=out_shape)
+    return p
+
+
 @dataclass(frozen=True)
 class Method:
     """A conv2d method: a name, its capabilities, and one kernel callable.
@@ -107,6 +116,20 @@ class Method:
       accuracy          "componentwise" (default) or "normwise": the error bound its
                         results keep (ACCURACY_KINDS); conv.testing.check_method holds
                         the method to it.
+      prepare           optional ``prepare(template) -> run``: the work that depends only
+                        on the weights and the geometry (packing, transforms), done once
+                        per plan (conv.plan) instead of once per call. ``template`` is the
+                        Problem the kernel would get, except that its x is an empty array
+                        of batch size 0 (its H, W and C_in those of the first call) and its
+                        out_shape's batch is 0. ``run(problem, out)`` then computes
+                        problems that share template's w, stride, dilation and threads: x's
+                        batch size may differ and, where conv splits a dilated kernel into
+                        phases, its H and W (and out_shape) too. ``out`` is None or a
+                        writeable C-contiguous array of ``problem.out_shape`` and dtype
+                        that run may fill and return; run may instead return a new array
+                        (conv copies it into out). run is called from several threads at
+                        once when a plan is, so it must not mutate shared state unguarded.
+                        Without a prepare hook, a plan calls ``kernel`` each time.
     """
 
     name: str
@@ -120,6 +143,7 @@ class Method:
     requires: Tuple[str, ...] = ()
     install_hint: str = ""
     accuracy: str = "componentwise"
+    prepare: Optional[Callable[[Problem], Callable]] = field(default=None, repr=False)
     # Filled in by the registry, not by the method's author.
     distribution: Optional[str] = None
     version: Optional[str] = None
@@ -137,6 +161,9 @@ class Method:
             raise ValueError(
                 f"Method.dtypes must be a non-empty subset of ('float32', 'float64'); got {self.dtypes!r}"
             )
+        if self.prepare is not None and not callable(self.prepare):
+            raise TypeError(
+                f"Method.prepare must be None or callable; got {type(self.prepare).__name__}")
         if self.accuracy not in ACCURACY_KINDS:
             raise ValueError(
                 f"Method.accuracy must be one of {ACCURACY_KINDS}; got {self.accuracy!r}"

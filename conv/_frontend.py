@@ -25,6 +25,8 @@ MAX_EXTENT = 2**31 - 1
 
 _FLOAT32 = np.dtype(np.float32)
 _FLOAT64 = np.dtype(np.float64)
+#: The compute dtypes by name (``np.dtype.name`` costs microseconds a call).
+DTYPE_NAMES = {_FLOAT32: "float32", _FLOAT64: "float64"}
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ def kernel_array(arr: np.ndarray, dtype=None) -> np.ndarray:
     out = np.ascontiguousarray(arr, dtype=dtype)
     # A view over a read-only buffer: unlike flags.writeable = False on a plain view,
     # a kernel cannot switch it back to writeable and reach the caller's memory.
-    return np.asarray(memoryview(out).toreadonly()).reshape(out.shape)
+    view = np.asarray(memoryview(out).toreadonly())
+    return view if view.shape == out.shape else view.reshape(out.shape)
 
 
 # ------------------------------------------------------------ int parameters
@@ -153,15 +156,19 @@ def default_threads() -> int:
     """OMP_NUM_THREADS when it is set to an int >= 1 (its first entry), else every CPU
     this process may run on; capped at :func:`available_cpus` either way."""
     cap = available_cpus()
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env:
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    first = _OMP_PARSED.get(env)
+    if first is None:
         try:
-            first = int(env.split(",")[0])
+            first = int(env.strip().split(",")[0]) if env.strip() else 0
         except ValueError:
             first = 0
-        if first >= 1:
-            return min(first, cap)
-    return cap
+        if len(_OMP_PARSED) < 64:
+            _OMP_PARSED[env] = first
+    return min(first, cap) if first >= 1 else cap
+
+
+_OMP_PARSED: dict = {}  # OMP_NUM_THREADS's value -> its first entry (0: none usable)
 
 
 # -------------------------------------------------------------------- padding
@@ -244,31 +251,83 @@ def _out_size(size: int, pads: Pair, k: int, s: int, d: int, axis: str) -> int:
 
 
 # ---------------------------------------------------------------- everything
-def normalize(x, w, *, stride=1, padding="VALID", dilation=1, threads=None) -> Normalized:
-    """Validate and normalize one conv2d call. Raises ValueError/TypeError naming the argument."""
-    xa = _as_array(x, "x")
-    wa = _as_array(w, "w")
-    if xa.ndim != 4:
-        raise ValueError(f"x must be 4-D NHWC (N, H, W, C_in); got shape {xa.shape}")
+class Spec:
+    """Everything the front end derives from a call's arguments except x's values: the
+    geometry of the problem (x's batch size may be None: any), the weights as a kernel
+    array, and the dtypes. A plan is built from one; ``conv2d`` builds a throwaway one.
+
+    batch : int or None; in_shape : (H, W, C_in); w : (KH, KW, C_in, C_out) kernel array
+    in ``dtype``; stride, dilation : (h, w) pairs, clamped (a one-tap kernel's dilation
+    and a stride past the output's extent do nothing); padding : ((top, bottom), (left,
+    right)); threads : int >= 1; out_hw : (OH, OW); dtype : the dtype computed in;
+    result_dtype : the dtype returned (differs only for float16 inputs).
+    """
+
+    __slots__ = ("batch", "in_shape", "w", "stride", "dilation", "padding", "threads",
+                 "out_hw", "dtype", "result_dtype")
+
+    def __init__(self, batch, in_shape, w, stride, dilation, padding, threads, out_hw,
+                 dtype, result_dtype):
+        self.batch, self.in_shape, self.w = batch, in_shape, w
+        self.stride, self.dilation, self.padding = stride, dilation, padding
+        self.threads, self.out_hw = threads, out_hw
+        self.dtype, self.result_dtype = dtype, result_dtype
+
+    def out_shape(self, n: int) -> Tuple[int, int, int, int]:
+        return (n, self.out_hw[0], self.out_hw[1], self.w.shape[3])
+
+    def replace(self, **changes) -> "Spec":
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields.update(changes)
+        return Spec(**fields)
+
+
+_PAIR_ONE = (1, 1)
+#: Promoted dtypes by (x's, w's): np.result_type costs a microsecond a call.
+_DTYPES: dict = {}
+
+
+def _dtypes(x_dtype, w_dtype) -> Tuple[np.dtype, np.dtype]:
+    key = (x_dtype, w_dtype)
+    found = _DTYPES.get(key)
+    if found is None:
+        found = compute_dtype(x_dtype, w_dtype)
+        if len(_DTYPES) < 256:
+            _DTYPES[key] = found
+    return found
+
+
+def check_x_shape(shape, name: str = "x") -> None:
+    """x (or a plan's x_shape) must be 4-D NHWC."""
+    if len(shape) != 4:
+        raise ValueError(f"{name} must be 4-D NHWC (N, H, W, C_in); got shape {tuple(shape)}")
+
+
+def specify(x_shape, x_dtype, wa: np.ndarray, *, stride=1, padding="VALID", dilation=1,
+            threads=None, dtypes=None) -> Spec:
+    """Validate and normalize every argument but x's values. ``x_shape`` is 4 entries
+    (its batch entry may be None), ``wa`` an array (from _as_array); ``dtypes`` (compute,
+    result) overrides the promotion of x_dtype with wa's dtype."""
     if wa.ndim != 4:
         raise ValueError(f"w must be 4-D HWIO (KH, KW, C_in, C_out); got shape {wa.shape}")
-    if xa.shape[3] != wa.shape[2]:
+    n, h, wd, c_in = x_shape
+    kh, kw, w_cin, co = wa.shape
+    if c_in != w_cin:
         raise ValueError(
-            f"x has C_in={xa.shape[3]} channels but w expects C_in={wa.shape[2]} "
-            f"(x is NHWC {xa.shape}, w is HWIO {wa.shape}); grouped convolution is not supported"
-        )
-    if wa.shape[0] < 1 or wa.shape[1] < 1:
+            f"x has C_in={c_in} channels but w expects C_in={w_cin} "
+            f"(x is NHWC {tuple(x_shape)}, w is HWIO {wa.shape}); grouped convolution is not "
+            f"supported")
+    if kh < 1 or kw < 1:
         raise ValueError(f"w must have KH >= 1 and KW >= 1; got shape {wa.shape}")
-    dtype, result_dtype = compute_dtype(xa.dtype, wa.dtype)
-    stride_p = as_pair(stride, "stride")
-    dilation_p = as_pair(dilation, "dilation")
+    dtype, result_dtype = dtypes or _dtypes(x_dtype, wa.dtype)
+    stride_p = _PAIR_ONE if type(stride) is int and stride == 1 else as_pair(stride, "stride")
+    dilation_p = (_PAIR_ONE if type(dilation) is int and dilation == 1
+                  else as_pair(dilation, "dilation"))
     threads_i = as_threads(threads)
-    n, h, wd, _ = xa.shape
-    kh, kw, _, co = wa.shape
     # a one-tap kernel's dilation does nothing (clamped below); any other must keep the
     # kernel's span within MAX_EXTENT
     for axis, k, d in (("height", kh, dilation_p[0]), ("width", kw, dilation_p[1])):
-        if k > 1 and _geometry.span(k, d) > MAX_EXTENT:
+        if k > 1 and d > 1 and _geometry.span(k, d) > MAX_EXTENT:
             raise ValueError(
                 f"dilation {d} makes the kernel's {axis} span {_geometry.span(k, d)} "
                 f"({k} taps); at most 2**31 - 1 is supported")
@@ -282,21 +341,34 @@ def normalize(x, w, *, stride=1, padding="VALID", dilation=1, threads=None) -> N
     # Strides past the dense output's extent all give one output, and a one-tap kernel's
     # dilation does nothing: clamp both, so kernels never see huge values (same result,
     # same output size for a method that derives it itself).
-    dilation_p = tuple(1 if k == 1 else d for k, d in zip((kh, kw), dilation_p))
-    dense = [
-        _geometry.dense_size(size + p[0] + p[1], k, d)
-        for size, p, k, d in zip((h, wd), pads, (kh, kw), dilation_p)
-    ]
-    stride_p = tuple(min(s, max(1, e)) for s, e in zip(stride_p, dense))
+    if dilation_p != _PAIR_ONE:
+        dilation_p = tuple(1 if k == 1 else d for k, d in zip((kh, kw), dilation_p))
+    if stride_p != _PAIR_ONE:
+        dense = [
+            _geometry.dense_size(size + p[0] + p[1], k, d)
+            for size, p, k, d in zip((h, wd), pads, (kh, kw), dilation_p)
+        ]
+        stride_p = tuple(min(s, max(1, e)) for s, e in zip(stride_p, dense))
+    return Spec(n, (h, wd, c_in), kernel_array(wa, dtype), stride_p, dilation_p, pads,
+                threads_i, (oh, ow), dtype, result_dtype)
+
+
+def normalize(x, w, *, stride=1, padding="VALID", dilation=1, threads=None) -> Normalized:
+    """Validate and normalize one conv2d call. Raises ValueError/TypeError naming the argument."""
+    xa = _as_array(x, "x")
+    wa = _as_array(w, "w")
+    check_x_shape(xa.shape)
+    spec = specify(xa.shape, xa.dtype, wa, stride=stride, padding=padding,
+                   dilation=dilation, threads=threads)
     return Normalized(
-        x=kernel_array(xa, dtype),
-        w=kernel_array(wa, dtype),
-        stride=stride_p,
-        dilation=dilation_p,
-        padding=pads,
-        threads=threads_i,
-        out_shape=(n, oh, ow, co),
-        result_dtype=result_dtype,
+        x=kernel_array(xa, spec.dtype),
+        w=spec.w,
+        stride=spec.stride,
+        dilation=spec.dilation,
+        padding=spec.padding,
+        threads=spec.threads,
+        out_shape=spec.out_shape(xa.shape[0]),
+        result_dtype=spec.result_dtype,
     )
 
 

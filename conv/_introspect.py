@@ -16,7 +16,7 @@ from . import _auto
 from ._geometry import flops, valid_out_shape  # noqa: F401 - part of this interface
 from ._buildinfo import cpu_has  # noqa: F401 - part of this interface
 from ._contract import Method
-from ._frontend import available_cpus, normalize  # noqa: F401 - part of this interface
+from ._frontend import available_cpus, normalize, specify  # noqa: F401 - part of this interface
 from ._registry import REGISTRY
 from .methods import tensorflow_conv
 
@@ -40,7 +40,11 @@ def usable_method(name: str) -> Method:
 def auto_choice(x: np.ndarray, w: np.ndarray, threads: int, **kwargs) -> str:
     """The name of the method ``conv.conv2d(x, w, method="auto", threads=threads,
     **kwargs)`` runs (kwargs: stride, padding, dilation)."""
-    return _auto.choose(normalize(x, w, threads=threads, **kwargs), REGISTRY).name
+    from ._plan import _choose_auto
+
+    x = np.asarray(x)
+    spec = specify(x.shape, x.dtype, np.asarray(w), threads=threads, **kwargs)
+    return _choose_auto(spec, x.shape[0])[0].name
 
 
 def auto_candidates() -> List[str]:

@@ -222,6 +222,10 @@ class Registry:
         self._lock = threading.RLock()
         self._entries: Optional[Dict[str, _Entry]] = None
         self._runtime: Dict[str, _Entry] = {}
+        #: Bumped whenever the set of methods may change (register, unregister, reload):
+        #: what is cached about that set (wisdom's environment) is then recomputed.
+        self.generation = 0
+        self._merged = None
 
     # ---------------------------------------------------------- discovery
     def _discover(self) -> Dict[str, _Entry]:
@@ -267,8 +271,14 @@ class Registry:
         return entries
 
     def _all(self) -> Dict[str, _Entry]:
+        """Declared and run-time entries by name (cached until the set changes: this is on
+        every conv2d call's path). Callers must not modify it."""
+        cached = self._merged
+        if cached is not None and cached[0] == self.generation and self._entries is not None:
+            return cached[1]
         merged = dict(self._discover())
         merged.update(self._runtime)
+        self._merged = (self.generation, merged)
         return merged
 
     def _load(self, entry: _Entry) -> Method:
@@ -279,6 +289,8 @@ class Registry:
         blocks nobody but its own first users. Two threads may import the same plugin at
         once; Python's import lock makes that one import, and the first result recorded
         is kept."""
+        if entry.method is not None:  # loaded: no lock on conv2d's path (set once, never reset)
+            return entry.method
         with self._lock:
             if entry.method is not None:
                 return entry.method
@@ -340,6 +352,14 @@ class Registry:
                 usable.append(name)
         return usable
 
+    def method_versions(self) -> Dict[str, str]:
+        """{name: "distribution version"} of the methods that can run here (those
+        registered at run time: "registered at run time")."""
+        entries = self._all()
+        return {name: (f"{entries[name].distribution} {entries[name].version}"
+                       if entries[name].entry_point is not None else "registered at run time")
+                for name in self.list_methods()}
+
     def _available(self, entry: _Entry, method: Method) -> bool:
         """method.is_available(), where an exception means no (warned once)."""
         try:
@@ -386,6 +406,7 @@ class Registry:
                 )
             method = method.with_origin(None, None)
             self._runtime[method.name] = _Entry(method.name, None, None, None, method=method)
+            self.generation += 1
             return method
 
     def unregister(self, name: str) -> None:
@@ -394,11 +415,13 @@ class Registry:
             if name not in self._runtime:
                 raise ValueError(f"{name!r} was not registered at run time")
             del self._runtime[name]
+            self.generation += 1
 
     def reload(self) -> None:
         """Forget discovered entry points (after installing a plugin in this process)."""
         with self._lock:
             self._entries = None
+            self.generation += 1
 
 
 REGISTRY = Registry()

@@ -10,6 +10,7 @@ import numpy as np
 from .._buildinfo import cpu_has
 from .._contract import Problem
 from .._env import env_flag
+from .._frontend import DTYPE_NAMES
 
 #: The kernel builds, widest first, with the CPU features each needs.
 BUILDS = (
@@ -135,17 +136,32 @@ def fma_peak(dtype: str, threads: int, seconds: float = 0.02, repeat: int = 5) -
     return flops / elapsed / 1e9
 
 
+class Packed:
+    """A compiled driver with its weights packed (and checked for Inf/NaN) once: the
+    ``run(problem, out)`` that direct's and matmul's ``prepare`` hooks return."""
+
+    __slots__ = ("driver", "wp", "finite", "zeros")
+
+    def __init__(self, driver, template: Problem):
+        w = template.w
+        self.driver = driver
+        self.wp, self.finite = pack_checked(
+            w, tile_width(DTYPE_NAMES[w.dtype], w.shape[3]), template.threads)
+        self.zeros = np.zeros(max(1, w.shape[1] * w.shape[2]), dtype=w.dtype)
+
+    def __call__(self, p: Problem, out=None) -> np.ndarray:
+        if out is None:
+            out = np.empty(p.out_shape, dtype=p.x.dtype)
+        self.driver(
+            p.x, self.wp, self.zeros, out, p.stride[0], p.stride[1], p.dilation[0],
+            p.dilation[1], p.padding[0][0], p.padding[1][0],
+            self.finite,  # padded taps may read zeros instead of being skipped
+            self.wp.nbytes <= p.x.nbytes,  # input blocks outer when the weights are smaller
+            threads_for(p),
+        )
+        return out
+
+
 def call_driver(driver, p: Problem) -> np.ndarray:
-    """Allocate the output, pack the weights and run one of the extension's drivers."""
-    out = np.empty(p.out_shape, dtype=p.dtype)
-    threads = threads_for(p)
-    wp, finite = pack_checked(p.w, tile_width(p.dtype.name, p.out_shape[3]), threads)
-    zeros = np.zeros(max(1, p.w.shape[1] * p.w.shape[2]), dtype=p.dtype)
-    driver(
-        p.x, wp, zeros, out, p.stride[0], p.stride[1], p.dilation[0], p.dilation[1],
-        p.padding[0][0], p.padding[1][0],
-        finite,  # padded taps may read zeros instead of being skipped
-        wp.nbytes <= p.x.nbytes,  # input blocks outer when all weights are the smaller operand
-        threads,
-    )
-    return out
+    """Pack the weights, allocate the output and run one of the extension's drivers."""
+    return Packed(driver, p)(p)

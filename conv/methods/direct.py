@@ -17,6 +17,10 @@ def _kernel(p: Problem):
     return _compiled.call_driver(_compiled.kernels.conv2d_direct, p)
 
 
+def _prepare(template: Problem):
+    return _compiled.Packed(_compiled.kernels.conv2d_direct, template)
+
+
 METHOD = Method(
     name="direct",
     kernel=_kernel,
@@ -24,4 +28,5 @@ METHOD = Method(
     "conv's thread pool over blocks of output pixels, AVX-512/AVX2+FMA/portable build chosen at run time.",
     parallel=True,
     pads_itself=True,
+    prepare=_prepare,
 )

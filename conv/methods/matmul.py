@@ -16,6 +16,10 @@ def _kernel(p: Problem):
     return _compiled.call_driver(_compiled.kernels.conv2d_matmul, p)
 
 
+def _prepare(template: Problem):
+    return _compiled.Packed(_compiled.kernels.conv2d_matmul, template)
+
+
 METHOD = Method(
     name="matmul",
     kernel=_kernel,
@@ -23,4 +27,5 @@ METHOD = Method(
     "a register-blocked micro-kernel; nogil, conv's thread pool, AVX-512/AVX2+FMA/portable build chosen at run time.",
     parallel=True,
     pads_itself=True,
+    prepare=_prepare,
 )

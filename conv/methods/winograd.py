@@ -33,6 +33,7 @@ from typing import Optional
 import numpy as np
 
 from .._contract import Method, Problem
+from .._frontend import DTYPE_NAMES
 from . import _compiled
 
 #: Largest C_in for F(4x4, 3x3) in float32: the accuracy grid's error at C_in = 256 is
@@ -76,30 +77,57 @@ def transform_weights(w: np.ndarray, m: int, threads: int) -> Optional[np.ndarra
     return u if _compiled.kernels.winograd_weights(w, u, m, threads) else None
 
 
-def _direct(p: Problem) -> np.ndarray:
-    return _compiled.call_driver(_compiled.kernels.conv2d_direct, p)
+class _Prepared:
+    """run(problem, out) for one 3x3 stride-1 weight array: the transformed weights of
+    the tiles-outer order are computed on the first call that needs them and kept (the
+    weights-stationary order transforms them inside each task); what cannot be
+    transformed runs on direct's packed weights, also made on first need."""
+
+    __slots__ = ("template", "m", "u", "direct")
+
+    def __init__(self, template: Problem):
+        self.template = template
+        self.m = tile_size(DTYPE_NAMES[template.w.dtype], template.w.shape[2])
+        self.u = None  # transformed weights; False: a weight is Inf or NaN
+        self.direct = None
+
+    def _direct(self, p: Problem, out):
+        if self.direct is None:  # two threads may both pack: same result, either kept
+            self.direct = _compiled.Packed(_compiled.kernels.conv2d_direct, self.template)
+        return self.direct(p, out)
+
+    def __call__(self, p: Problem, out=None) -> np.ndarray:
+        threads = _compiled.threads_for(p)
+        n, oh, ow, c_out = p.out_shape
+        c_in, dtype, m = p.w.shape[2], p.x.dtype, self.m
+        tiles = n * -(-oh // m) * -(-ow // m)
+        if out is None:
+            out = np.empty(p.out_shape, dtype=dtype)
+        zeros = np.zeros(max(1, c_in), dtype=dtype)
+        pt, pl = p.padding[0][0], p.padding[1][0]
+        if weights_stationary(tiles, c_in, c_out, m, dtype.itemsize):
+            vall = np.empty((m + 2) ** 2 * tiles * c_in, dtype=dtype)
+            ok = _compiled.kernels.conv2d_winograd_ws(p.x, p.w, zeros, vall, out, m, pt, pl,
+                                                      threads)
+        else:
+            if self.u is None:
+                u = transform_weights(p.w, m, threads)
+                self.u = False if u is None else u
+            ok = self.u is not False and _compiled.kernels.conv2d_winograd(
+                p.x, self.u, zeros, out, pt, pl, threads)
+        if not ok:  # an Inf or NaN weight, or one met in a transform: the exact order instead
+            return self._direct(p, out)
+        return out
+
+
+def _prepare(template: Problem):
+    if not transformable(template):
+        return _compiled.Packed(_compiled.kernels.conv2d_direct, template)
+    return _Prepared(template)
 
 
 def _kernel(p: Problem) -> np.ndarray:
-    if not transformable(p):
-        return _direct(p)
-    threads = _compiled.threads_for(p)
-    n, oh, ow, c_out = p.out_shape
-    c_in, dtype = p.w.shape[2], p.dtype
-    m = tile_size(dtype.name, c_in)
-    tiles = n * -(-oh // m) * -(-ow // m)
-    out = np.empty(p.out_shape, dtype=dtype)
-    zeros = np.zeros(max(1, c_in), dtype=dtype)
-    pt, pl = p.padding[0][0], p.padding[1][0]
-    if weights_stationary(tiles, c_in, c_out, m, dtype.itemsize):
-        vall = np.empty((m + 2) ** 2 * tiles * c_in, dtype=dtype)
-        ok = _compiled.kernels.conv2d_winograd_ws(p.x, p.w, zeros, vall, out, m, pt, pl, threads)
-    else:
-        u = transform_weights(p.w, m, threads)
-        ok = u is not None and _compiled.kernels.conv2d_winograd(p.x, u, zeros, out, pt, pl, threads)
-    if not ok:  # an Inf or NaN weight, or one met in a transform: the exact order instead
-        return _direct(p)
-    return out
+    return _prepare(p)(p)
 
 
 METHOD = Method(
@@ -112,4 +140,5 @@ METHOD = Method(
     supports_dilation=False,
     pads_itself=True,
     accuracy="normwise",
+    prepare=_prepare,
 )

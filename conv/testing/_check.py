@@ -64,6 +64,36 @@ def _check_one(name, x, w, kwargs, dtype, label, bases=None, threads=None):
                              method_accuracy(name, x, w, threads=threads, **kwargs))
     except AssertionError as exc:
         raise _where(name, label, exc) from exc
+    _check_plan(name, x, w, kwargs, out, label, bases, before, threads)
+
+
+def _check_plan(name, x, w, kwargs, expected, label, bases, before, threads):
+    """The same call through a plan (the method's prepare hook, if it has one): its
+    results, with and without out=, equal conv2d's bit for bit."""
+    import conv
+
+    label = f"{label}, planned"
+    try:
+        p = conv.plan(np.shape(x), w, method=name, threads=threads,
+                      dtype=np.asarray(x).dtype, **kwargs)
+        planned = p(x)
+        into = np.empty_like(expected)
+        returned = p(x, out=into)
+    except Exception as exc:  # noqa: BLE001 - reported with the case
+        raise _where(name, label, exc) from exc
+    try:
+        if _snapshot(*bases) != before:
+            raise AssertionError("an input array was modified")
+        if returned is not into:
+            raise AssertionError("p(x, out=buf) did not return buf")
+        for got, how in ((planned, "p(x)"), (into, "p(x, out=buf)")):
+            if got.dtype != expected.dtype or got.shape != expected.shape:
+                raise AssertionError(f"{how} gave {got.dtype} {got.shape}, conv2d "
+                                     f"{expected.dtype} {expected.shape}")
+            np.testing.assert_array_equal(got, expected,
+                                          err_msg=f"{how} differs from conv2d's result")
+    except AssertionError as exc:
+        raise _where(name, label, exc) from exc
 
 
 def _expect_raises(name, label, excs, fn):
@@ -207,7 +237,10 @@ def check_method(
         padding is run. Every other method, plugins included, is checked on all;
       * an empty batch, C_out == 0 and C_in == 0 give results of the right shape;
       * a dtype the method does not declare raises TypeError;
-      * a representative handful of bad inputs raise ValueError/TypeError.
+      * a representative handful of bad inputs raise ValueError/TypeError;
+      * every call above is repeated through ``conv.plan`` (which uses the method's
+        ``prepare`` hook when it has one): ``p(x)`` and ``p(x, out=buf)`` equal
+        ``conv2d``'s result bit for bit, and write to no input.
 
     The AssertionError names the method, the check and the case.
     """

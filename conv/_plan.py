@@ -1,0 +1,646 @@
+"""Plans: every choice about one convolution made once, then calls at the kernel's speed.
+
+A plan freezes what the front end derives from the arguments (conv._frontend.Spec), the
+method (auto's rule, wisdom, or measured), the way that method computes the problem
+(its route: conv pads, subsamples a stride it lacks, splits dilation phases, or crops
+bands around non-finite weights, decided once) and what the method prepared through its
+``prepare`` hook (packed or transformed weights). ``conv.conv2d`` builds a throwaway plan
+and calls it, so there is one way through a call.
+"""
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import numpy as np
+
+from . import _auto, _geometry, _wisdom
+from ._contract import NORMWISE_TOLERANCE, Method, MethodError, Problem, make_problem
+from ._frontend import (DTYPE_NAMES, Spec, _as_array, as_threads, check_x_shape, compute_dtype,
+                        kernel_array, specify, zero_pad)
+from ._registry import REGISTRY
+
+_NO_PADS = ((0, 0), (0, 0))
+EFFORTS = ("estimate", "measure", "patient")
+
+
+# ------------------------------------------------------------------- kernels
+class _Kernel:
+    """One method's kernel, prepared once for one template problem, called with the
+    contract's checks on what it returns."""
+
+    __slots__ = ("method", "run")
+
+    def __init__(self, method: Method, template):
+        """template: a Problem, or a callable making one (called only if the method has a
+        prepare hook), or None: no preparing (conv2d's one-call plans, whose kernel call
+        does the same work)."""
+        self.method = method
+        self.run = None
+        if method.prepare is not None and template is not None:
+            run = method.prepare(template if isinstance(template, Problem) else template())
+            if not callable(run):
+                raise MethodError(
+                    f"conv method {method.name!r} broke the kernel contract: its prepare hook "
+                    f"returned {type(run).__name__}, not a callable run(problem, out)")
+            self.run = run
+
+    def __call__(self, problem: Problem, out: Optional[np.ndarray]) -> np.ndarray:
+        if self.run is None:
+            res = self.method.kernel(problem)
+        else:
+            res = self.run(problem, out)
+            if res is out and out is not None:
+                return out
+        if (not isinstance(res, np.ndarray) or res.shape != problem.out_shape
+                or res.dtype != problem.x.dtype):
+            got = (f"{type(res).__name__} shape={getattr(res, 'shape', None)} "
+                   f"dtype={getattr(res, 'dtype', None)}")
+            raise MethodError(
+                f"conv method {self.method.name!r} broke the kernel contract: it returned "
+                f"{got}; expected a numpy.ndarray of shape {problem.out_shape} and dtype "
+                f"{problem.x.dtype}")
+        if np.may_share_memory(res, problem.x) or np.may_share_memory(res, problem.w):
+            raise MethodError(
+                f"conv method {self.method.name!r} broke the kernel contract: it returned an "
+                f"array that shares memory with its input; a kernel must return a new array")
+        if out is not None:
+            out[...] = res
+            return out
+        return res
+
+
+def _template(shape_hwc, spec: Spec, w, stride, dilation, pads, out_hw) -> Problem:
+    x = np.empty((0,) + tuple(shape_hwc), dtype=spec.dtype)
+    x.flags.writeable = False  # it holds no data anyway
+    return Problem(x, w, stride, dilation, pads, spec.threads, (0,) + tuple(out_hw) + (w.shape[3],))
+
+
+# -------------------------------------------------------------------- routes
+# How one method computes a Spec, decided once: each route is called with x (the kernel
+# array in the compute dtype, unpadded), the batch size and out (None or a writeable
+# C-contiguous array of the output's shape in the compute dtype) and returns the output.
+class _Direct:
+    """The method computes the problem in one kernel call; conv pads x first unless the
+    method pads itself."""
+
+    def __init__(self, method: Method, spec: Spec, prepare: bool, kernel: Optional[_Kernel] = None,
+                 pad: Optional[bool] = None):
+        self.spec = spec
+        pads = spec.padding
+        self.pad = (not method.pads_itself) if pad is None else pad
+        self.pad = self.pad and pads != _NO_PADS
+        h, w, c = spec.in_shape
+        if self.pad:
+            h, w = h + pads[0][0] + pads[0][1], w + pads[1][0] + pads[1][1]
+        self.kpads = _NO_PADS if self.pad or not method.pads_itself else pads
+        self.kernel = kernel or _Kernel(method, (lambda: _template(
+            (h, w, c), spec, spec.w, spec.stride, spec.dilation, self.kpads, spec.out_hw))
+            if prepare else None)
+
+    def __call__(self, x, n, out):
+        s = self.spec
+        if self.pad:
+            x = zero_pad(x, s.padding)
+        return self.kernel(make_problem(x, s.w, s.stride, s.dilation, self.kpads, s.threads,
+                                        s.out_shape(n)), out)
+
+
+def _subsample(full, stride, out_shape, out):
+    sub = full[:, :: stride[0], :: stride[1], :][:, : out_shape[1], : out_shape[2], :]
+    if out is None:
+        return np.ascontiguousarray(sub)
+    out[...] = sub
+    return out
+
+
+class _Dense:
+    """A method without strides: the stride-1 output, subsampled."""
+
+    def __init__(self, method: Method, spec: Spec, prepare: bool):
+        self.spec = spec
+        dense = tuple(
+            _geometry.dense_size(size + p[0] + p[1], k, d)
+            for size, p, k, d in zip(spec.in_shape[:2], spec.padding, spec.w.shape[:2],
+                                     spec.dilation))
+        self.inner = _Direct(method, spec.replace(stride=(1, 1), out_hw=dense), prepare)
+
+    def __call__(self, x, n, out):
+        return _subsample(self.inner(x, n, None), self.spec.stride, self.spec.out_shape(n), out)
+
+
+class _Phases:
+    """A method without dilation: output rows a, a+d, a+2d, ... only ever read input rows
+    a, a+d, ..., so each phase is an undilated convolution of the padded input (one
+    prepared kernel serves every phase); then strides are subsampled."""
+
+    def __init__(self, method: Method, spec: Spec, prepare: bool):
+        self.spec = spec
+        (dh, dw), (kh, kw) = spec.dilation, spec.w.shape[:2]
+        pads = spec.padding
+        hp = spec.in_shape[0] + pads[0][0] + pads[0][1]
+        wp = spec.in_shape[1] + pads[1][0] + pads[1][1]
+        self.dense = (_geometry.dense_size(hp, kh, dh), _geometry.dense_size(wp, kw, dw))
+        self.phases = []
+        kernel = None
+        for a in range(min(dh, self.dense[0])):
+            for b in range(min(dw, self.dense[1])):
+                sub = spec.replace(
+                    in_shape=(len(range(a, hp, dh)), len(range(b, wp, dw)), spec.in_shape[2]),
+                    stride=(1, 1), dilation=(1, 1), padding=_NO_PADS,
+                    out_hw=(len(range(a, self.dense[0], dh)), len(range(b, self.dense[1], dw))))
+                route = _Direct(method, sub, prepare, kernel, pad=False)
+                kernel = route.kernel
+                self.phases.append((a, b, route))
+
+    def __call__(self, x, n, out):
+        s = self.spec
+        (dh, dw) = s.dilation
+        xp = zero_pad(x, s.padding)
+        if s.stride == (1, 1) and out is not None:
+            full = out
+        else:
+            full = np.empty((n,) + self.dense + (s.w.shape[3],), dtype=s.dtype)
+        for a, b, route in self.phases:
+            full[:, a::dh, b::dw, :] = route(kernel_array(xp[:, a::dh, b::dw, :]), n, None)
+        if s.stride == (1, 1):
+            return full
+        return _subsample(full, s.stride, s.out_shape(n), out)
+
+
+def _bands(out_size, in_size, k, s, d, pad_before):
+    """Runs of consecutive output indices whose in-bounds taps are the same range
+    [t0, t1): (o0, o1, t0, t1) each."""
+    bands = []
+    for o in range(out_size):
+        first = o * s - pad_before  # input index of tap 0
+        t0 = min(k, max(0, -(first // d)))  # ceil(-first / d); all-padding runs merge
+        t1 = max(t0, min(k, (in_size - 1 - first) // d + 1))
+        if bands and bands[-1][2:] == [t0, t1]:
+            bands[-1][1] = o + 1
+        else:
+            bands.append([o, o + 1, t0, t1])
+    return bands
+
+
+class _Banded:
+    """Padding without zeros, for a method conv pads for, when a weight is Inf or NaN
+    (zero padding would turn Inf * 0 into NaN where padded taps must be skipped): each band
+    of outputs sharing one range of in-bounds taps is a VALID problem on an input window
+    with the kernel cropped to those taps; outputs with no in-bounds tap are exactly zero."""
+
+    def __init__(self, method: Method, spec: Spec, prepare: bool):
+        self.spec = spec
+        (sh, sw), (dh, dw) = spec.stride, spec.dilation
+        (pt, _), (pl, _) = spec.padding
+        h, w, _ = spec.in_shape
+        kh, kw = spec.w.shape[:2]
+        self.bands = []
+        for o0, o1, a0, a1 in _bands(spec.out_hw[0], h, kh, sh, dh, pt):
+            for p0, p1, b0, b1 in _bands(spec.out_hw[1], w, kw, sw, dw, pl):
+                if a0 == a1 or b0 == b1:
+                    self.bands.append((o0, o1, p0, p1, None, None))
+                    continue
+                y, xx = o0 * sh + a0 * dh - pt, p0 * sw + b0 * dw - pl
+                rows = (o1 - o0 - 1) * sh + (a1 - a0 - 1) * dh + 1
+                cols = (p1 - p0 - 1) * sw + (b1 - b0 - 1) * dw + 1
+                sub = spec.replace(in_shape=(rows, cols, spec.in_shape[2]),
+                                   w=kernel_array(spec.w[a0:a1, b0:b1]), padding=_NO_PADS,
+                                   out_hw=(o1 - o0, p1 - p0))
+                window = (slice(y, y + rows), slice(xx, xx + cols))
+                self.bands.append((o0, o1, p0, p1, window, _route(method, sub, prepare)))
+
+    def __call__(self, x, n, out):
+        if out is None:
+            out = np.empty(self.spec.out_shape(n), dtype=self.spec.dtype)
+        for o0, o1, p0, p1, window, route in self.bands:
+            if route is None:
+                out[:, o0:o1, p0:p1, :] = 0
+            else:
+                out[:, o0:o1, p0:p1, :] = route(kernel_array(x[:, window[0], window[1], :]), n,
+                                                None)
+        return out
+
+
+class _Zeros:
+    """No input pixels (every tap in the padding) or no input channels: empty sums."""
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+
+    def __call__(self, x, n, out):
+        if out is None:
+            return np.zeros(self.spec.out_shape(n), dtype=self.spec.dtype)
+        out[...] = 0
+        return out
+
+
+def _route(method: Method, spec: Spec, prepare: bool = True):
+    """How ``method`` computes ``spec``, emulating what it lacks; ``prepare``: call its
+    prepare hook (plans) or not (conv2d's one-call plans)."""
+    if DTYPE_NAMES[spec.dtype] not in method.dtypes:
+        raise TypeError(
+            f"conv method {method.name!r} computes {', '.join(method.dtypes)} only; "
+            f"these inputs compute in {spec.dtype.name}")
+    if 0 in spec.in_shape or 0 in spec.out_hw or spec.w.shape[3] == 0:
+        return _Zeros(spec)
+    need_stride = spec.stride != (1, 1) and not method.supports_stride
+    need_dilation = spec.dilation != (1, 1) and not method.supports_dilation
+    we_pad = not method.pads_itself or need_dilation
+    if we_pad and spec.padding != _NO_PADS and not np.isfinite(spec.w).all():
+        return _Banded(method, spec, prepare)
+    if need_dilation:
+        return _Phases(method, spec, prepare)
+    if need_stride:
+        return _Dense(method, spec, prepare)
+    return _Direct(method, spec, prepare)
+
+
+# ---------------------------------------------------------------------- plans
+def check_out(out, shape, dtype, *inputs) -> None:
+    """``out=``: a writeable C-contiguous ndarray of the output's shape and dtype that
+    overlaps none of the inputs."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be None or a numpy.ndarray; got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"out has shape {out.shape}; this convolution's output is {shape}")
+    if out.dtype != dtype:
+        raise ValueError(f"out has dtype {out.dtype}; this convolution returns {dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous (np.empty(shape, dtype) is); got a "
+                         "non-contiguous array")
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable; got a read-only array")
+    for arr in inputs:
+        if isinstance(arr, np.ndarray) and np.may_share_memory(out, arr):
+            raise ValueError("out overlaps an input (x or w) in memory; pass a separate "
+                             "array")
+
+
+class Plan:
+    """One convolution, planned: call it with x (any batch size if the plan was made
+    for one), optionally ``out=``. Made by :func:`conv.plan`; see there.
+
+    Attributes: ``method`` (the method it runs), ``threads``, ``dtype`` (of its results),
+    ``compute_dtype``, ``x_shape`` (batch None: any), ``w_shape``, ``stride``,
+    ``padding`` (((top, bottom), (left, right))), ``dilation``, ``effort``, ``reason``
+    (how the method was chosen), ``times`` (measured median seconds a call, by candidate,
+    when measured), ``planning_seconds``.
+    """
+
+    __slots__ = ("_spec", "_method", "_route", "_args", "_x_dtypes", "method", "effort",
+                 "reason", "times", "planning_seconds")
+
+    def __init__(self, spec: Spec, method: Method, *, effort="estimate", reason="",
+                 times=None, planning_seconds=0.0, args=None):
+        self._spec = spec
+        self._method = method
+        self._route = _route(method, spec)
+        self._args = args  # what re-creates it (pickling); None for conv2d's own plans
+        self._x_dtypes = {}  # x dtypes seen, known to compute like the plan's
+        self.method = method.name
+        self.effort = effort
+        self.reason = reason
+        self.times = dict(times or {})
+        self.planning_seconds = planning_seconds
+
+    # ------------------------------------------------------------- facts
+    @property
+    def threads(self) -> int:
+        return self._spec.threads
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._spec.result_dtype
+
+    @property
+    def compute_dtype(self) -> np.dtype:
+        return self._spec.dtype
+
+    @property
+    def x_shape(self):
+        return (self._spec.batch,) + self._spec.in_shape
+
+    @property
+    def w_shape(self):
+        return self._spec.w.shape
+
+    @property
+    def stride(self):
+        return self._spec.stride
+
+    @property
+    def padding(self):
+        return self._spec.padding
+
+    @property
+    def dilation(self):
+        return self._spec.dilation
+
+    def out_shape(self, n: Optional[int] = None):
+        """The output's shape for a batch of ``n`` (default: the planned batch size)."""
+        if n is None:
+            n = self._spec.batch
+            if n is None:
+                raise ValueError("this plan takes any batch size: pass n to out_shape(n)")
+        elif isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n must be an int >= 0; got {n!r}")
+        elif self._spec.batch is not None and n != self._spec.batch:
+            raise ValueError(f"this plan takes a batch of {self._spec.batch}; got n={n}")
+        return self._spec.out_shape(int(n))
+
+    def __repr__(self):
+        s = self._spec
+        batch = "any" if s.batch is None else s.batch
+        return (f"<conv.Plan {self.method!r}: x (N={batch}, {s.in_shape[0]}, {s.in_shape[1]}, "
+                f"{s.in_shape[2]}) {s.dtype.name}, w {s.w.shape}, stride {s.stride}, "
+                f"padding {s.padding}, dilation {s.dilation}, {s.threads} thread"
+                f"{'s' if s.threads != 1 else ''}; {self.reason}; planned in "
+                f"{self.planning_seconds * 1e3:.3g} ms>")
+
+    # -------------------------------------------------------------- calls
+    def __call__(self, x, *, out=None):
+        """The convolution of x, as ``conv.conv2d(x, w, method=self.method, ...)`` with
+        the planned arguments gives it, bit for bit; into ``out`` when given (then
+        returned)."""
+        spec = self._spec
+        xa = _as_array(x, "x")
+        shape = xa.shape
+        if shape[1:] != spec.in_shape or len(shape) != 4 or (
+                spec.batch is not None and shape[0] != spec.batch):
+            check_x_shape(shape)
+            raise ValueError(
+                f"x has shape {shape}; this plan was made for x of shape "
+                f"({'any N' if spec.batch is None else spec.batch}, {spec.in_shape[0]}, "
+                f"{spec.in_shape[1]}, {spec.in_shape[2]}) (NHWC)")
+        self._check_dtype(xa.dtype)
+        n = shape[0]
+        if out is not None:
+            check_out(out, spec.out_shape(n), spec.result_dtype, xa)
+        return self._execute(kernel_array(xa, spec.dtype), n, out)
+
+    def _check_dtype(self, x_dtype) -> None:
+        if x_dtype in self._x_dtypes:
+            return
+        spec = self._spec
+        w_dtype = self._args["w_dtype"]
+        if compute_dtype(x_dtype, w_dtype) != (spec.dtype, spec.result_dtype):
+            raise TypeError(
+                f"x has dtype {x_dtype}; this plan computes in {spec.dtype.name} and returns "
+                f"{spec.result_dtype.name}, as for x of dtype {self._args['x_dtype'].name}; "
+                f"make a plan with dtype={x_dtype.name!r} or pass "
+                f"x.astype({self._args['x_dtype'].name!r})")
+        if len(self._x_dtypes) < 16:
+            self._x_dtypes[x_dtype] = True
+
+    def _execute(self, xk: np.ndarray, n: int, out: Optional[np.ndarray]) -> np.ndarray:
+        return _execute(self._spec, self._route, xk, n, out)
+
+    # ------------------------------------------------------------ pickling
+    def __reduce__(self):
+        if self._args is None:
+            raise TypeError("conv2d's internal plans are not picklable; use conv.plan")
+        a = dict(self._args)
+        a["method"] = self.method
+        if self._spec.threads != as_threads(a["threads"]):  # chosen by measuring: kept
+            a["threads"] = self._spec.threads
+        return (_unpickle, (a, self.effort, self.reason, self.times))
+
+
+def _execute(spec: Spec, route, xk: np.ndarray, n: int, out: Optional[np.ndarray]):
+    """Run a route on x (the kernel array) for a batch of n, into out if given."""
+    oshape = spec.out_shape(n)
+    if n == 0 or 0 in oshape:
+        return np.empty(oshape, dtype=spec.result_dtype) if out is None else out
+    if spec.result_dtype is spec.dtype:
+        return route(xk, n, out)
+    res = route(xk, n, None)  # float16: computed in float32, rounded once
+    if out is None:
+        return res.astype(spec.result_dtype)
+    out[...] = res
+    return out
+
+
+def _unpickle(args, effort, reason, times):
+    """A plan re-created where it is unpickled: same arguments and method (chosen where it
+    was planned, never re-chosen), weights packed again here."""
+    t0 = time.perf_counter()
+    spec = specify(args["x_shape"], None, args["w"], stride=args["stride"],
+                   padding=args["padding"], dilation=args["dilation"], threads=args["threads"],
+                   dtypes=args["dtypes"])
+    method = REGISTRY.usable(args["method"])
+    return Plan(spec, method, effort=effort, reason=reason, times=times,
+                planning_seconds=time.perf_counter() - t0, args=args)
+
+
+# ------------------------------------------------------------------- planning
+def _x_shape(x_shape):
+    try:
+        items = tuple(x_shape)
+    except TypeError:
+        raise TypeError(f"x_shape must be a tuple (N, H, W, C_in); got {x_shape!r}") from None
+    check_x_shape(items, "x_shape")
+    shape = []
+    for i, v in enumerate(items):
+        if i == 0 and v is None:
+            shape.append(None)
+            continue
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"x_shape must hold ints >= 0 (its batch entry may be None); "
+                             f"got {x_shape!r}")
+        shape.append(int(v))
+    return tuple(shape)
+
+
+def make_plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None,
+              method="auto", effort="estimate", dtype=None) -> Plan:
+    """conv.plan (documented there)."""
+    t0 = time.perf_counter()
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a str; got {type(method).__name__}")
+    if effort not in EFFORTS:
+        raise ValueError(f"effort must be one of {EFFORTS}; got {effort!r}")
+    shape = _x_shape(x_shape)
+    wa = _as_array(w, "w")
+    x_dtype = wa.dtype if dtype is None else _as_dtype(dtype)
+    dtypes = compute_dtype(x_dtype, wa.dtype)
+    # the plan's own copy: later changes to the caller's w do not reach it
+    w_copy = np.array(wa, dtype=dtypes[0], order="C", copy=True)
+    spec = specify(shape, x_dtype, w_copy, stride=stride, padding=padding, dilation=dilation,
+                   threads=threads, dtypes=dtypes)
+    args = dict(x_shape=shape, w=spec.w, w_dtype=wa.dtype, x_dtype=np.dtype(x_dtype), dtypes=dtypes,
+                stride=stride, padding=padding, dilation=dilation, threads=threads)
+    times = {}
+    if method != "auto":
+        chosen = REGISTRY.usable(method)
+        reason = "method given"
+        if effort == "patient" and chosen.parallel and spec.threads > 1:
+            best, times = _measure(spec, [chosen], patient=True)
+            spec = spec.replace(threads=best[1])
+            reason = f"method given, threads measured ({effort})"
+    else:
+        found = _wisdom.lookup(spec, spec.batch, effort)
+        if found is not None:
+            chosen, threads_w, times = found
+            spec = spec.replace(threads=threads_w)
+            reason = "from wisdom"
+        elif effort == "estimate":
+            chosen = _auto.choose(spec, REGISTRY, spec.batch or 1)
+            reason = "auto's rule"
+        else:
+            candidates = [m for m in _measurable(spec)]
+            best, times = _measure(spec, candidates, patient=effort == "patient")
+            chosen = best[0]
+            _wisdom.record(spec, spec.batch, chosen.name, best[1], effort, times)
+            spec = spec.replace(threads=best[1])
+            reason = f"fastest measured ({effort})"
+    return Plan(spec, chosen, effort=effort, reason=reason, times=times,
+                planning_seconds=time.perf_counter() - t0, args=args)
+
+
+def _as_dtype(dtype):
+    try:
+        return np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be a NumPy dtype or None; got {dtype!r} ({exc})") from None
+
+
+#: Methods effort="measure" never times: "python" is the article's pure-Python loop, a
+#: reference thousands of times slower than the rest (a deep layer takes it hours).
+NEVER_MEASURED = ("python",)
+
+
+def _measurable(spec: Spec):
+    """Every installed, usable method computing the spec's dtype (plugins included)."""
+    out = []
+    for name in REGISTRY.list_methods():
+        if name in NEVER_MEASURED:
+            continue
+        method = REGISTRY.get_method(name)
+        if spec.dtype.name in method.dtypes:
+            out.append(method)
+    if "tensorflow" in [m.name for m in out]:  # its start-up lines hidden, as the bench does
+        from .methods import tensorflow_conv
+
+        try:
+            tensorflow_conv.import_tensorflow(quiet=True)
+        except ImportError:
+            pass  # its own call then says why
+    return out
+
+
+#: effort="measure": rounds of timed calls, interleaved across candidates; a sample is
+#: at least SAMPLE_SECONDS of back-to-back calls; a candidate over DROP_RATIO times the
+#: best median after the first round is dropped (it cannot win).
+ROUNDS = 5
+SAMPLE_SECONDS = 2e-3
+DROP_RATIO = 3.0
+
+
+def _label(name, threads, patient):
+    return f"{name}/{threads}t" if patient else name
+
+
+def _reference(spec: Spec, x: np.ndarray) -> Optional[np.ndarray]:
+    """The exact-order result in float64 (direct's loop, else numpy's), for the accuracy
+    check of measured candidates; None if neither can run."""
+    for name in ("direct", "numpy"):
+        try:
+            method = REGISTRY.usable(name)
+        except Exception:  # noqa: BLE001 - a broken build: no check rather than no plan
+            continue
+        sub = spec.replace(w=kernel_array(spec.w, np.float64), dtype=np.dtype(np.float64),
+                           result_dtype=np.dtype(np.float64))
+        return Plan(sub, method)._execute(kernel_array(x, np.float64), x.shape[0], None)
+    return None
+
+
+def _accurate(res, ref, dtype) -> bool:
+    if ref is None:
+        return True
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    err = float(np.max(np.abs(res.astype(np.float64) - ref))) if ref.size else 0.0
+    return err <= NORMWISE_TOLERANCE[dtype.name] * scale
+
+
+def _measure(spec: Spec, candidates, patient: bool):
+    """((method, threads) of the fastest accurate candidate, {label: median seconds or
+    why it was left out})."""
+    n = spec.batch if spec.batch is not None else 1
+    rng = np.random.default_rng(20261126)
+    x = kernel_array(rng.standard_normal((n,) + spec.in_shape), spec.dtype)
+    ref = _reference(spec, x) if len(candidates) > 1 else None
+    runs, times = [], {}
+    for method in candidates:
+        team = [spec.threads]
+        if patient and method.parallel:
+            team = sorted({1, spec.threads} | {t for t in (2, 4, 8, 16, 32, 64)
+                                               if t < spec.threads})
+        for threads in team:
+            label = _label(method.name, threads, patient)
+            try:
+                plan = Plan(spec.replace(threads=threads), method)
+                t0 = time.perf_counter()
+                res = plan._execute(x, n, None)
+                first = time.perf_counter() - t0
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a failing plugin is left out, not fatal
+                times[label] = f"failed: {type(exc).__name__}: {exc}"
+                continue
+            if not _accurate(res, ref, spec.dtype):
+                times[label] = "left out: outside the accuracy contract here"
+                continue
+            reps = max(1, min(1000, int(SAMPLE_SECONDS / max(first, 1e-7))))
+            runs.append([method, threads, label, plan, reps, []])
+    if not runs:
+        raise ValueError(f"effort={'patient' if patient else 'measure'} found no method that "
+                         f"computes this problem: {times}")
+    for r in range(ROUNDS):
+        for run in runs:
+            plan, reps = run[3], run[4]
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                plan._execute(x, n, None)
+            run[5].append((time.perf_counter() - t0) / reps)
+        if r == 0 and len(runs) > 1:
+            best = min(min(run[5]) for run in runs)
+            for run in runs:
+                if min(run[5]) > DROP_RATIO * best:
+                    times[run[2]] = float(np.median(run[5]))
+            runs = [run for run in runs if min(run[5]) <= DROP_RATIO * best]
+    for run in runs:
+        times[run[2]] = float(np.median(run[5]))
+    best = min(runs, key=lambda run: times[run[2]])
+    return (best[0], best[1]), times
+
+
+def _choose_auto(spec: Spec, n: int):
+    """(method, spec) that method="auto" runs for a batch of n: wisdom's choice (with its
+    thread count) when an entry matches, else auto's rule."""
+    found = _wisdom.lookup(spec, n, None) if _wisdom.ENTRIES else None
+    if found is not None:
+        return found[0], spec.replace(threads=found[1])
+    return _auto.choose(spec, REGISTRY, n), spec
+
+
+def plan_conv2d(x, w, *, stride, padding, dilation, threads, method, out):
+    """conv.conv2d: a throwaway plan (no copy of w, no pickling), called once."""
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a str; got {type(method).__name__}")
+    xa = _as_array(x, "x")
+    wa = _as_array(w, "w")
+    check_x_shape(xa.shape)
+    spec = specify(xa.shape, xa.dtype, wa, stride=stride, padding=padding, dilation=dilation,
+                   threads=threads)
+    n = xa.shape[0]
+    if method == "auto":
+        chosen, spec = _choose_auto(spec, n)
+    else:
+        chosen = REGISTRY.usable(method)
+    if out is not None:
+        check_out(out, spec.out_shape(n), spec.result_dtype, xa, wa)
+    # a plan of one call: no Plan object, and no prepare hook (the kernel does that work)
+    return _execute(spec, _route(chosen, spec, False), kernel_array(xa, spec.dtype), n, out)
+
+
