@@ -22,6 +22,11 @@ import threading
 import time
 from typing import Optional
 
+import numpy as np
+
+from ._frontend import DTYPE_NAMES
+from ._registry import REGISTRY
+
 FORMAT = "conv-wisdom"
 VERSION = 1
 EFFORT_RANK = {"estimate": 0, "measure": 1, "patient": 2}
@@ -52,8 +57,6 @@ def _cpu_model() -> str:
 def environment() -> dict:
     """What besides the problem decides which method is fastest (cached; recomputed when
     methods are registered, unregistered or rediscovered)."""
-    from ._registry import REGISTRY
-
     gen = REGISTRY.generation
     cached = _env_cache.get("env")
     if cached is not None and _env_cache.get("gen") == gen:
@@ -95,36 +98,42 @@ def problem(spec, n) -> dict:
     }
 
 
-def _key(prob: dict) -> str:
-    return json.dumps(prob, sort_keys=True)
+def _key(prob: dict) -> tuple:
+    """The problem as a hashable tuple (conv2d's lookups build it straight from a Spec)."""
+    return (prob["x_shape"][0], tuple(prob["x_shape"][1:]), tuple(prob["w_shape"]),
+            prob["dtype"], prob["result_dtype"], tuple(prob["stride"]),
+            tuple(tuple(p) for p in prob["padding"]), tuple(prob["dilation"]), prob["threads"])
+
+
+def _spec_key(spec, n) -> tuple:
+    return (n, spec.in_shape, spec.w.shape, DTYPE_NAMES[spec.dtype],
+            _RESULT_NAMES[spec.result_dtype], spec.stride, spec.padding, spec.dilation,
+            spec.threads)
+
+
+_RESULT_NAMES = {**DTYPE_NAMES, np.dtype(np.float16): "float16"}
 
 
 def lookup(spec, n, effort: Optional[str]):
     """(method, threads, measured times) for this problem from wisdom matching this
-    environment, or None. An entry for this batch size wins over one for any batch size
-    (None); ``effort`` (None: any) only accepts entries measured with at least that
-    effort. A method that cannot be loaded now is ignored."""
+    environment, or None. The batch size must match too (None, a plan's "any batch", only
+    matches None: a choice measured at one batch size may be wrong at another);
+    ``effort`` (None: any) only accepts entries measured with at least that effort. A
+    method that cannot be loaded now is ignored."""
     if not ENTRIES:
         return None
-    from ._registry import REGISTRY
-
-    fp = _fingerprint()
-    prob = problem(spec, n)
-    for batch in ((n, None) if n is not None else (None,)):
-        prob["x_shape"][0] = batch
-        entry = ENTRIES.get((fp, _key(prob)))
-        if entry is None:
-            continue
-        if effort is not None and EFFORT_RANK[entry["effort"]] < EFFORT_RANK[effort]:
-            continue
-        try:
-            method = REGISTRY.usable(entry["method"])
-        except Exception:  # noqa: BLE001 - unusable now: decide without wisdom
-            continue
-        if spec.dtype.name not in method.dtypes:
-            continue
-        return method, min(entry["threads"], spec.threads), dict(entry.get("seconds", {}))
-    return None
+    entry = ENTRIES.get((_fingerprint(), _spec_key(spec, n)))
+    if entry is None:
+        return None
+    if effort is not None and EFFORT_RANK[entry["effort"]] < EFFORT_RANK[effort]:
+        return None
+    try:
+        method = REGISTRY.usable(entry["method"])
+    except Exception:  # noqa: BLE001 - unusable now: decide without wisdom
+        return None
+    if DTYPE_NAMES[spec.dtype] not in method.dtypes:
+        return None
+    return method, min(entry["threads"], spec.threads), dict(entry.get("seconds", {}))
 
 
 def record(spec, n, method: str, threads: int, effort: str, times: dict) -> None:
