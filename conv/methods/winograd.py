@@ -49,6 +49,16 @@ F4_MAX_C_IN_FLOAT32 = 256
 #: 56 x 56 x 64 at batch 1 (196 tiles, 64 channels) 1.04 against 0.94.
 WS_TILES_PER_CHANNEL = 1
 WS_MAX_BYTES = 32 << 20
+#: In a plan (conv.plan) the transformed weights are made once, and then the tiles-outer
+#: order was faster wherever measured (float32 and float64, 2 threads, side by side, its
+#: time over weights-stationary's: ResNet-50's 3x3 layers at batch 1 and 8 0.52-0.86, deep
+#: (8,14,14,256) 0.69), except with the largest transformed weights and many tiles:
+#: 7 x 7 x 512 in float64 (F(4x4), 75 MB of transformed weights) 0.51 at 4 tiles, 0.88 at
+#: 16 and 1.21 at 32. So a plan runs weights-stationary only where the one-call rule
+#: would and the transformed weights exceed PLAN_WS_MIN_BYTES over more than
+#: PLAN_WS_MIN_TILES tiles.
+PLAN_WS_MIN_BYTES = 32 << 20
+PLAN_WS_MIN_TILES = 16
 
 
 def tile_size(dtype: str, c_in: int) -> int:
@@ -78,23 +88,46 @@ def transform_weights(w: np.ndarray, m: int, threads: int) -> Optional[np.ndarra
 
 
 class _Prepared:
-    """run(problem, out) for one 3x3 stride-1 weight array: the transformed weights of
-    the tiles-outer order are computed on the first call that needs them and kept (the
-    weights-stationary order transforms them inside each task); what cannot be
-    transformed runs on direct's packed weights, also made on first need."""
+    """run(problem, out) for one 3x3 stride-1 weight array. In a plan (``planned``) the
+    transformed weights of the tiles-outer order are made once, at planning when they are
+    at most PLAN_WS_MIN_BYTES (else on the first call that needs them), and that order is
+    preferred (PLAN_WS_MIN_BYTES); in conv2d's one call, the weights-stationary rule
+    decides as the transform's cost counts. What cannot be transformed runs on direct's
+    packed weights, made on first need."""
 
-    __slots__ = ("template", "m", "u", "direct")
+    __slots__ = ("template", "m", "u", "direct", "planned")
 
-    def __init__(self, template: Problem):
+    def __init__(self, template: Problem, planned: bool):
         self.template = template
-        self.m = tile_size(DTYPE_NAMES[template.w.dtype], template.w.shape[2])
+        w = template.w
+        self.m = tile_size(DTYPE_NAMES[w.dtype], w.shape[2])
         self.u = None  # transformed weights; False: a weight is Inf or NaN
         self.direct = None
+        self.planned = planned
+        if planned and self._u_bytes() <= PLAN_WS_MIN_BYTES:
+            self._transformed(template.threads)
+
+    def _u_bytes(self) -> int:
+        kh, kw, c_in, c_out = self.template.w.shape
+        nr = _compiled.kernels.NR[DTYPE_NAMES[self.template.w.dtype]]
+        return (self.m + 2) ** 2 * -(-c_out // nr) * nr * c_in * self.template.w.itemsize
+
+    def _transformed(self, threads):
+        if self.u is None:  # two threads may both transform: same result, either kept
+            u = transform_weights(self.template.w, self.m, threads)
+            self.u = False if u is None else u
+        return self.u
 
     def _direct(self, p: Problem, out):
         if self.direct is None:  # two threads may both pack: same result, either kept
             self.direct = _compiled.Packed(_compiled.kernels.conv2d_direct, self.template)
         return self.direct(p, out)
+
+    def _stationary(self, tiles: int, c_in: int, c_out: int, itemsize: int) -> bool:
+        ws = weights_stationary(tiles, c_in, c_out, self.m, itemsize)
+        if self.planned:
+            return ws and tiles > PLAN_WS_MIN_TILES and self._u_bytes() > PLAN_WS_MIN_BYTES
+        return ws
 
     def __call__(self, p: Problem, out=None) -> np.ndarray:
         threads = _compiled.threads_for(p)
@@ -105,29 +138,27 @@ class _Prepared:
             out = np.empty(p.out_shape, dtype=dtype)
         zeros = np.zeros(max(1, c_in), dtype=dtype)
         pt, pl = p.padding[0][0], p.padding[1][0]
-        if weights_stationary(tiles, c_in, c_out, m, dtype.itemsize):
+        if self._stationary(tiles, c_in, c_out, dtype.itemsize):
             vall = np.empty((m + 2) ** 2 * tiles * c_in, dtype=dtype)
             ok = _compiled.kernels.conv2d_winograd_ws(p.x, p.w, zeros, vall, out, m, pt, pl,
                                                       threads)
         else:
-            if self.u is None:
-                u = transform_weights(p.w, m, threads)
-                self.u = False if u is None else u
-            ok = self.u is not False and _compiled.kernels.conv2d_winograd(
-                p.x, self.u, zeros, out, pt, pl, threads)
+            u = self._transformed(threads)
+            ok = u is not False and _compiled.kernels.conv2d_winograd(
+                p.x, u, zeros, out, pt, pl, threads)
         if not ok:  # an Inf or NaN weight, or one met in a transform: the exact order instead
             return self._direct(p, out)
         return out
 
 
-def _prepare(template: Problem):
+def _prepare(template: Problem, planned: bool = True):
     if not transformable(template):
         return _compiled.Packed(_compiled.kernels.conv2d_direct, template)
-    return _Prepared(template)
+    return _Prepared(template, planned)
 
 
 def _kernel(p: Problem) -> np.ndarray:
-    return _prepare(p)(p)
+    return _prepare(p, planned=False)(p)
 
 
 METHOD = Method(
