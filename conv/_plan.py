@@ -546,8 +546,8 @@ def _measurable(spec: Spec):
 #: effort="measure": rounds of timed calls, interleaved across candidates; a sample is
 #: at least SAMPLE_SECONDS of back-to-back calls; a candidate over DROP_RATIO times the
 #: best median after the first round is dropped (it cannot win).
-ROUNDS = 5
-SAMPLE_SECONDS = 2e-3
+ROUNDS = 7
+SAMPLE_SECONDS = 5e-3
 DROP_RATIO = 3.0
 
 

@@ -1,14 +1,20 @@
 """The benchmark's building blocks that asv shares: the timing loop, the shapes, and the
 one home of output sizes and flops (checked against the testing kit's independent
-reference)."""
+reference); the asv suite itself, imported as asv imports it."""
+import importlib
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 import conv.testing as kit
 from conv import _geometry
-from conv.bench import shapes, timing
+from conv.bench import planning, shapes, timing
+
+ASV_DIR = Path(__file__).resolve().parents[1] / "asv_bench"
+ASV_MODULES = ("common", "conv2d", "baselines", "memory", "network", "plans")
+HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
 def test_side_by_side_interleaves_and_counts_calls():
@@ -97,3 +103,78 @@ def test_rounds_of_blocks_rotates_and_warms_up():
     # round 1: a (warm-up + 2), b (warm-up + 2); round 2 starts with b
     assert calls == ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3
     assert [len(b) for b in best] == [2, 2]
+
+
+# ------------------------------------------------------------------ the asv suite
+def _drop_benchmarks():
+    for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def asv_suite(monkeypatch):
+    """Import a module of the asv suite as asv does (the package ``benchmarks`` of
+    asv_bench/, as `asv check` run there finds it); the package is dropped afterwards."""
+    if not (ASV_DIR / "benchmarks" / "__init__.py").is_file():
+        pytest.skip("not run from a source checkout")
+    monkeypatch.syspath_prepend(str(ASV_DIR))
+    _drop_benchmarks()
+    yield lambda name: importlib.import_module(f"benchmarks.{name}")
+    _drop_benchmarks()
+
+
+def _benchmarks(module):
+    """(class, names of its asv benchmark methods) for each benchmark class of a module."""
+    prefixes = ("time_", "track_", "peakmem_", "mem_")
+    found = []
+    for name, cls in vars(module).items():
+        if isinstance(cls, type) and not name.startswith("_"):
+            methods = [m for m in vars(cls) if m.startswith(prefixes)]
+            if methods:
+                found.append((cls, methods))
+    return found
+
+
+def test_asv_suite_imports(asv_suite):
+    """Every module of the suite imports; each benchmark class names its parameters."""
+    for name in ASV_MODULES:
+        module = asv_suite(name)
+        for cls, _ in _benchmarks(module):
+            assert cls.__module__ == module.__name__, (name, cls)  # not imported twice
+            assert len(cls.params) == len(cls.param_names), cls
+    plans = asv_suite("plans")
+    assert {cls.__name__ for cls, _ in _benchmarks(plans)} == {
+        "CallOverhead", "DeepLayer", "ResNet50Plans"}
+
+
+def test_asv_plans_run_once_each(asv_suite):
+    """Every parameter of plans.py's benchmarks: setup, then one timed-method call (no
+    timing checked). Only the PyTorch row may be skipped, and only without PyTorch."""
+    plans = asv_suite("plans")
+    for cls, methods in _benchmarks(plans):
+        for param in cls.params[0]:
+            bench = cls()
+            try:
+                bench.setup(param)
+            except NotImplementedError:
+                assert param == "torch" and not HAS_TORCH, (cls, param)
+                continue
+            for method in methods:
+                getattr(bench, method)(param)
+
+
+# ------------------------------------------------------------------ --wisdom's table
+def test_wisdom_problems_are_measured_once_per_shape():
+    problems = [planning.Problem("a", (1, 5, 5, 2), (3, 3, 2, 4), "float32"),
+                planning.Problem("b", (1, 5, 5, 2), (3, 3, 2, 4), "float32"),
+                planning.Problem("c", (1, 5, 5, 2), (3, 3, 2, 4), "float64"),
+                planning.Problem("d", (1, 5, 5, 2), (3, 3, 2, 4), "float32", stride=2)]
+    once = planning.distinct(problems)
+    assert [p.name for p in once] == ["a", "c", "d"] and once[0].also == 1
+    once[0].method, once[0].planning_seconds = "direct", 0.25
+    table = planning.format_table(once).splitlines()
+    assert table[0].split() == ["problem", "x", "w", "stride", "pad", "dtype", "method",
+                                "planning", "s"]
+    assert table[2].split()[-2:] == ["direct", "0.25"] and "(+1 more" in table[2]
+    assert table[3].split()[-2:] == ["FAILED", "-"]
+    assert "stride" not in planning.format_table(once[:2])  # VALID, stride 1 throughout

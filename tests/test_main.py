@@ -14,7 +14,7 @@ import pytest
 
 import conv
 import conv.testing
-from conv.bench import cli, frameworks, machine, measure, reference, shapes
+from conv.bench import cli, frameworks, machine, measure, planning, reference, shapes
 
 TINY = ["--quick", "--shape", "4,8,8,3:3,3,4"]  # python runs 1 of 4 images: extrapolated
 HAS_TF = importlib.util.find_spec("tensorflow") is not None
@@ -53,6 +53,16 @@ def table_rows(out):
         elif inside:
             inside = False
     return names
+
+
+def suite_labels(out):
+    """The method column of the --suite table's rows (not of its notes)."""
+    lines = out.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith("shape "))
+    dtype, method = lines[i].index("dtype"), lines[i].index("method")
+    return [line[method:].split("  ")[0] for line in lines[i + 2:]
+            if line and (not line[:method].strip()
+                         or line[dtype:dtype + 7] in ("float32", "float64"))]
 
 
 def expected_methods():
@@ -222,9 +232,9 @@ def test_suite(capsys):
     assert ("vs TF" in header) == HAS_TF
     assert ("vs torch" in header) == HAS_TORCH
     assert "float64" in out and "float32" in out
-    body = out.split(header, 1)[1]
-    assert " python " not in body  # excluded unless named
-    assert "auto" in body
+    labels = suite_labels(out)
+    assert "python" not in labels  # excluded unless named
+    assert any(label.startswith("auto (") for label in labels)
     rc, doc, err = run_json(capsys, ["--suite", "--quick", "--repeat", "1",
                                      "--shape", "2,8,8,3:3,3,4", "--methods", "python,numpy"])
     assert rc == 0, err
@@ -234,6 +244,149 @@ def test_suite(capsys):
         torch_rows = [r for r in doc["rows"] if r["method"] == "torch"]
         assert torch_rows and all(r["max_rel_err"] <= reference.TOLERANCE[r["dtype"]]
                                   for r in torch_rows)
+
+
+SUITE_TINY = ["--suite", "--quick", "--repeat", "1", "--shape", "2,8,8,3:3,3,4"]
+
+
+def test_suite_has_a_planned_row_after_auto(capsys):
+    """--suite: right after auto's row a "planned" row, a plan made with effort="measure"
+    and then called like the others; the row names the plan's method, its planning time is
+    in a note and in the JSON (never in its time)."""
+    rc, out, err = run(capsys, SUITE_TINY + ["--methods", "numpy,auto"])
+    assert rc == 0, out + err
+    labels = suite_labels(out)
+    planned = [label for label in labels if label.startswith("planned (")]
+    assert len(planned) == 2, labels  # float32, float64
+    for label in planned:
+        assert label[len("planned ("):-1] in conv.list_methods(), label
+        assert labels[labels.index(label) - 1].startswith("auto ("), labels
+    note = next(line for line in out.splitlines() if line.startswith("planned: "))
+    assert 'conv.plan(x.shape, w, effort="measure")' in note and "Planning took" in note
+    assert "2,8,8,3:3,3,4 float32" in note and "2,8,8,3:3,3,4 float64" in note
+    assert 'planned: a plan made with conv.plan(effort="measure")' in out  # the header
+
+    rc, doc, err = run_json(capsys, SUITE_TINY + ["--dtype", "float32", "--methods", "auto"])
+    assert rc == 0, err
+    assert doc["settings"]["planned"] is True
+    kinds = [r["kind"] for r in doc["rows"] if r["kind"] != "baseline"]
+    assert kinds == ["auto", "planned"]
+    row = next(r for r in doc["rows"] if r["kind"] == "planned")
+    assert row["method"] == "planned" and row["status"] == "ok"
+    assert row["label"] == f"planned ({row['chosen']})"
+    assert row["chosen"] in conv.list_methods() and row["within_tolerance"] is True
+    assert row["planning_seconds"] > 0 and row["ms"] > 0
+    assert isinstance(row["plan_times"][row["chosen"]], float)
+
+
+def test_suite_without_auto_has_no_planned_row(capsys):
+    rc, doc, err = run_json(capsys, SUITE_TINY + ["--dtype", "float32", "--methods", "numpy"])
+    assert rc == 0, err
+    assert doc["settings"]["planned"] is False
+    assert not [r for r in doc["rows"] if r["kind"] == "planned"]
+
+
+def test_article_run_has_no_planned_row(capsys):
+    rc, doc, err = run_json(capsys, TINY + ["--methods", "numpy,auto"])
+    assert rc == 0, err
+    assert not [r for r in doc["rows"] if r["kind"] == "planned"]
+
+
+def test_measured_plans_leave_the_wisdom_as_it_was(tmp_path):
+    """A planned row's plan is measured afresh (not taken from wisdom), and the wisdom in
+    memory is as it was before: the "auto" rows are not steered by the bench's plans."""
+    conv.forget_wisdom()
+    try:
+        w = np.ones((1, 1, 1, 2), np.float32)
+        user = conv.plan((1, 3, 3, 1), w, threads=1, effort="measure")  # the user's wisdom
+        assert conv.export_wisdom(tmp_path / "before.json") == 1
+        again = planning.measured_plan((1, 3, 3, 1), w, 1)
+        other = planning.measured_plan((2, 5, 5, 1), w, 1)
+        assert "measured" in again.reason and "measured" in other.reason
+        assert again.method in conv.list_methods() and user.method in conv.list_methods()
+        assert conv.export_wisdom(tmp_path / "after.json") == 1
+        assert ((tmp_path / "after.json").read_text()
+                == (tmp_path / "before.json").read_text())
+    finally:
+        conv.forget_wisdom()
+
+
+# ----------------------------------------------------------------------- wisdom
+def test_wisdom_writes_a_file_import_wisdom_takes(capsys, tmp_path):
+    """--wisdom FILE: each distinct problem planned once (both dtypes by default), a line
+    per problem, and a file conv.import_wisdom takes whole; nothing left in memory."""
+    path = tmp_path / "wisdom.json"
+    conv.forget_wisdom()
+    try:
+        rc, out, err = run(capsys, ["--wisdom", str(path), "--quick",
+                                    "--shape", "2,8,8,3:3,3,4", "--shape", "2,6,6,4:1,1,5",
+                                    "--shape", "2,8,8,3:3,3,4"])
+        assert rc == 0, out + err
+        lines = [line for line in out.splitlines() if line.startswith("2,")]
+        assert len(lines) == 4, out  # 2 distinct shapes x 2 dtypes
+        for line in lines:
+            cells = line.split()
+            assert cells[-3] in ("float32", "float64") and cells[-2] in conv.list_methods()
+            float(cells[-1])  # planning seconds
+        assert "(+1 more of this shape)" in out
+        assert f"wrote 4 wisdom entries to {path}" in out
+        assert "Traceback" not in out + err
+        assert conv.export_wisdom(tmp_path / "memory.json") == 0  # left as it was: empty
+        assert conv.import_wisdom(path) == {"imported": 4, "ignored": 0}
+    finally:
+        conv.forget_wisdom()
+
+
+def test_wisdom_defaults_to_the_suite_in_both_dtypes(tmp_path):
+    s = cli.settings(["--wisdom", str(tmp_path / "w.json"), "--quick"])
+    problems = cli._wisdom_problems(s)
+    assert [(p.name, p.x_shape, p.w_shape) for p in problems[::2]] == [
+        (name, *shapes.NAMED_SHAPES[name]) for name in shapes.SUITE_SHAPES]
+    assert [p.dtype for p in problems] == ["float32", "float64"] * len(shapes.SUITE_SHAPES)
+    s = cli.settings(["--wisdom", str(tmp_path / "w.json"), "--dtype", "float64"])
+    assert {p.dtype for p in cli._wisdom_problems(s)} == {"float64"}
+
+
+def test_wisdom_for_a_network(capsys, monkeypatch, tmp_path):
+    """--wisdom with --network: the network's distinct layers at each --batch size."""
+    monkeypatch.setitem(shapes.NETWORKS, "resnet50", TINY_NET)
+    path = tmp_path / "net.json"
+    conv.forget_wisdom()
+    try:
+        rc, out, err = run(capsys, ["--network", "resnet50", "--batch", "1,2",
+                                    "--wisdom", str(path)])
+        assert rc == 0, out + err
+        assert "resnet50's conv layers" in out and "stride" in out.splitlines()[1]
+        assert out.count("stem 3x3/2") == 2 and out.count("(+1 more of this shape)") == 2
+        assert f"wrote 4 wisdom entries to {path}" in out
+        assert conv.import_wisdom(path) == {"imported": 4, "ignored": 0}
+    finally:
+        conv.forget_wisdom()
+
+
+WISDOM_BAD = [
+    ["--wisdom", "{tmp}/w.json", "--methods", "numpy"],
+    ["--wisdom", "{tmp}/w.json", "--json"],
+    ["--wisdom", "{tmp}/w.json", "--repeat", "3"],
+    ["--wisdom", "{tmp}/w.json", "--full"],
+    ["--wisdom", "{tmp}/w.json", "--plot", "{tmp}/x.png"],
+    ["--wisdom", "{tmp}/w.json", "--accuracy"],
+    ["--wisdom", "{tmp}/w.json", "--batch", "1"],
+    ["--wisdom", "{tmp}"],                     # a directory
+    ["--wisdom", "{tmp}/no/such/dir/w.json"],
+    ["--wisdom", "/dev/null"],                 # not a regular file
+    ["--wisdom"],
+]
+
+
+@pytest.mark.parametrize("argv", WISDOM_BAD, ids=lambda a: " ".join(a))
+def test_wisdom_bad_options(capsys, monkeypatch, tmp_path, argv):
+    monkeypatch.setattr(planning, "measure_and_write", lambda *a, **k: pytest.fail("measured"))
+    rc, out, err = run(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert rc == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("conv: error:"), err
+    assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 # ------------------------------------------------------------------------- plot
@@ -335,7 +488,7 @@ def subprocess_conv(*args, timeout=120):
 
 
 @pytest.mark.parametrize("argv", [["--threads", "0"], ["--shape", "1,2:3"],
-                                  ["--methods", "nosuchmethod"]],
+                                  ["--methods", "nosuchmethod"], ["--wisdom", "/"]],
                          ids=lambda a: " ".join(a))
 def test_bad_options_subprocess(argv):
     p = subprocess_conv(*argv)
@@ -458,15 +611,19 @@ def test_network_json_rows_and_totals(capsys, monkeypatch):
     assert doc["mode"] == "network" and len(doc["rows"]) == 6
     for r in doc["rows"]:
         assert r["seconds"]["auto"] > 0 and r["chosen"] in conv.list_methods()
+        assert r["seconds"]["planned"] > 0 and r["plan_method"] in conv.list_methods()
+        assert r["planning_seconds"] > 0
         assert ("tf.nn.conv2d" in r["seconds"]) == HAS_TF
         assert ("torch" in r["seconds"]) == HAS_TORCH
         if HAS_TF:
-            assert r["max_rel_err_vs_tf"] < 1e-5
+            assert r["max_rel_err_vs_tf"] < 1e-5 and r["planned_max_rel_err_vs_tf"] < 1e-5
+    assert doc["planning_seconds"] > 0
     stem = doc["rows"][0]
     assert stem["x_shape"] == [1, 9, 9, 3] and stem["w_shape"] == [3, 3, 3, 4]
     assert stem["flops"] == 2 * 5 * 5 * 9 * 3 * 4  # (9 + 2 - 3) // 2 + 1 = 5
     again = [r for r in doc["rows"] if r["batch"] == 1 and r["layer"].startswith("body")]
     assert again[0]["seconds"] == again[1]["seconds"]  # the same shape, measured once
+    assert again[0]["planning_seconds"] == again[1]["planning_seconds"]  # one plan
 
 
 def test_network_table(capsys, monkeypatch):
@@ -475,6 +632,11 @@ def test_network_table(capsys, monkeypatch):
     assert rc == 0, err
     assert "resnet50, float32, batch 1" in out and "total (6 layers)" in out
     assert ("vs torch" in out) == HAS_TORCH and ("vs TF" in out) == HAS_TF
+    header = next(line for line in out.splitlines() if line.startswith("layer "))
+    assert "planned ms" in header and " plan " in header
+    assert 'planned: 2 plans made with conv.plan(..., effort="measure")' in out
+    stem = next(line for line in out.splitlines() if line.startswith("stem 3x3/2"))
+    assert any(cell in conv.list_methods() for cell in stem.split())
 
 
 @pytest.mark.parametrize("argv", [["--network", "resnet50", "--suite"],

@@ -7,7 +7,9 @@ package does the same with every conv method installed here (plugins included) p
 ``"auto"``: for each one the largest absolute and relative error against the reference,
 the best-of-N time, GFLOP/s, the fraction of this CPU's measured FMA peak, and the
 speed-up against TensorFlow, PyTorch and pure Python, all measured side by side in one
-process. ``--suite`` runs the public benchmark suite instead.
+process. ``--suite`` runs the public benchmark suite instead (with a "planned" row: a plan
+made by ``conv.plan(..., effort="measure")``, then called); ``--wisdom FILE`` plans the
+suite's problems that way and writes the wisdom to FILE.
 
 One room a module:
 
@@ -19,6 +21,7 @@ One room a module:
 * ``machine``: the FMA peak, the machine's description, the memory check;
 * ``selection``: which methods run;
 * ``measure``: the contenders and one case's measurement (rows);
+* ``planning``: plans made with effort="measure" (the "planned" rows), ``--wisdom``;
 * ``network``: ``--network``, a network's layers against the frameworks;
 * ``accuracy``: ``--accuracy``, each method's error on the accuracy grid, and the contract;
 * ``report``: progress lines, tables and notes;

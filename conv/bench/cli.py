@@ -16,7 +16,7 @@ from typing import List, Optional, Sequence, Tuple
 import conv
 
 from .. import _introspect
-from . import accuracy, frameworks, machine, measure, network, plot, report, selection
+from . import accuracy, frameworks, machine, measure, network, planning, plot, report, selection
 from .options import QUICK_BATCH, QUICK_REPEAT, UsageError, build_parser
 from .reference import TOLERANCE, select_reference
 from .shapes import ARTICLE_SECONDS, ARTICLE_SHAPE, NAMED_SHAPES, SUITE_SHAPES, parse_shape
@@ -80,6 +80,11 @@ def settings(argv: Sequence[str]) -> Settings:
         raise UsageError("--network measures auto against TensorFlow and PyTorch on the "
                          "network's own layers: it takes no --suite, --shape, --methods, "
                          "--plot or --full")
+    if args.wisdom and (args.methods or args.repeat or args.full or args.plot or args.json
+                        or args.accuracy):
+        raise UsageError("--wisdom times every installed method as conv.plan(effort="
+                         "\"measure\") does and writes a file: it takes no --methods, "
+                         "--repeat, --full, --plot, --json or --accuracy")
     if args.accuracy and (args.network or args.suite or args.shape or args.plot or args.json):
         raise UsageError("--accuracy runs its own grid: it takes no --network, --suite, "
                          "--shape, --plot or --json")
@@ -89,6 +94,8 @@ def settings(argv: Sequence[str]) -> Settings:
         shapes = [parse_shape(s) for s in args.shape] if args.shape else None
         if args.plot:
             plot.check_plot_path(args.plot)
+        if args.wisdom:
+            planning.check_path(args.wisdom)
         if args.methods is not None:
             methods = selection.resolve_methods(args.methods)
         else:
@@ -103,10 +110,11 @@ def settings(argv: Sequence[str]) -> Settings:
                          f"{cpus} CPU(s); give at most that")
     threads = args.threads or conv.build_info()["default_threads"]
     repeat = args.repeat or (QUICK_REPEAT if args.quick else measure.DEFAULT_REPEAT)
-    dtype = args.dtype or ("both" if args.suite else "float32")
+    suite_like = args.suite or (args.wisdom and not args.network)  # the suite's problems
+    dtype = args.dtype or ("both" if suite_like else "float32")
     dtypes = ["float32", "float64"] if dtype == "both" else [dtype]
     if shapes is None:
-        names = SUITE_SHAPES if args.suite else (ARTICLE_SHAPE,)
+        names = SUITE_SHAPES if suite_like else (ARTICLE_SHAPE,)
         shapes = [(nm, *NAMED_SHAPES[nm]) for nm in names]
     try:
         machine.check_memory(shapes, dtypes)
@@ -115,7 +123,7 @@ def settings(argv: Sequence[str]) -> Settings:
     cases = []
     for name, xs, ws in shapes:
         note = ""
-        if args.quick and not args.suite and not args.shape and xs[0] > QUICK_BATCH:
+        if args.quick and not suite_like and not args.shape and xs[0] > QUICK_BATCH:
             note = f"--quick: {QUICK_BATCH} of the article's {xs[0]} images"
             xs = (QUICK_BATCH,) + tuple(xs[1:])
         for dt in dtypes:
@@ -125,6 +133,7 @@ def settings(argv: Sequence[str]) -> Settings:
         threads=threads,
         python_images=None if args.full else (1 if args.quick else measure.PYTHON_SLICE),
         with_torch=True,  # a "vs torch" column whenever PyTorch is installed
+        with_planned=args.suite,  # a "planned" row after auto's
     )
     return Settings(args, cases, methods, threads, repeat, dtypes, opts, args.batch or (1, 8))
 
@@ -146,9 +155,11 @@ def _print_header(out, s: Settings, info: dict, reference, tf_ok: bool) -> None:
               "(pip install torch to add them)", file=out)
     print(f"reference: {reference.description}", file=out)
     unusable = selection.unusable_methods()
+    planned = s.opts.with_planned and "auto" in s.methods
     print("methods: " + ", ".join(s.methods)
-          + (f" (declared but not usable here: {', '.join(unusable)})" if unusable else ""),
-          file=out)
+          + (f" (declared but not usable here: {', '.join(unusable)})" if unusable else "")
+          + (f"; {planning.PLANNED}: a plan made with conv.plan(effort=\"{planning.EFFORT}\")"
+             if planned else ""), file=out)
     print(f"timing: best of {s.repeat} consecutive calls after a warm-up call, "
           "all in this process", file=out, flush=True)
 
@@ -174,6 +185,7 @@ def _write_json(out, s: Settings, info: dict, reference, tf_ok: bool, ceilings, 
         "tensorflow_available": tf_ok,
         "settings": {"repeat": s.repeat, "threads": s.threads, "quick": args.quick,
                      "full": args.full, "dtypes": s.dtypes, "methods": s.methods,
+                     "planned": s.opts.with_planned and "auto" in s.methods,
                      "python_images": s.opts.python_images, "tolerance": TOLERANCE},
         "ceiling_gflops": ceilings,
         "article_seconds": {"shape": ARTICLE_SHAPE, "dtype": "float32", **ARTICLE_SECONDS},
@@ -217,6 +229,8 @@ def _machine(s: Settings, progress, peak_repeat: int):
 
 def _main(argv: Optional[Sequence[str]]) -> int:
     s = settings(sys.argv[1:] if argv is None else argv)
+    if s.args.wisdom:
+        return _wisdom(s)
     if s.args.network:
         return _network(s)
     if s.args.accuracy:
@@ -267,21 +281,58 @@ def _network(s: Settings) -> int:
     if args.json:
         doc = {"conv_version": conv.__version__, "mode": "network", "network": args.network,
                "machine": info, "ceiling_gflops": peak.all(), "rounds": rounds,
+               "planning_seconds": network.planning_total(rows),
                "rows": [asdict(r) for r in rows]}
         report.write_json(out, doc)
         return 0
     print(f"conv: {args.network}'s conv layers, conv {conv.__version__}, {s.threads} threads; "
-          f"per layer the median of {rounds} rounds; in each round auto, TensorFlow "
-          f"and PyTorch in turn, each a warm-up call and its best of 3-15 calls", file=out)
+          f"per layer the median of {rounds} rounds; in each round auto, the planned layer "
+          f"(a conv.plan made once with effort=\"{planning.EFFORT}\"), TensorFlow and "
+          f"PyTorch in turn, each a warm-up call and its best of 3-15 calls", file=out)
     for dt in s.dtypes:
         for batch in s.batches:
             part = [r for r in rows if r.dtype == dt and r.batch == batch]
             print(f"\n{args.network}, {dt}, batch {batch}", file=out)
             print(network.format_table(part, peak.gflops(dt)), file=out)
+            print(network.planning_line(part), file=out)
     print("\nvs X = X's time / auto's time (> 1: conv is faster); x = how many times the "
           "network has the layer; GFLOP for one call", file=out)
+    if len(s.dtypes) * len(s.batches) > 1:
+        print(f"planning, all tables: {network.planning_total(rows):.2f} s", file=out)
     print(peak.describe(s.dtypes), file=out)
     return 0
+
+
+def _wisdom_problems(s: Settings) -> List[planning.Problem]:
+    """--wisdom's problems: the network's layers at each batch size, or the cases."""
+    if s.args.network:
+        return [planning.Problem(r.layer, tuple(r.x_shape), tuple(r.w_shape), r.dtype,
+                                 r.stride, r.padding)
+                for dt in s.dtypes for batch in s.batches
+                for r in network.layer_rows(s.args.network, batch, dt)]
+    return [planning.Problem(c.name, c.x_shape, c.w_shape, c.dtype) for c in s.cases]
+
+
+def _wisdom(s: Settings) -> int:
+    """--wisdom FILE: plan each distinct problem with effort="measure", write the wisdom
+    made to FILE, print a line per problem; exit 1 if a problem could not be planned."""
+    args, progress, out = s.args, report.Progress(), sys.stdout
+    problems = planning.distinct(_wisdom_problems(s))
+    count = planning.measure_and_write(problems, args.wisdom, s.threads, progress)
+    progress.clear()
+    what = (f"{args.network}'s conv layers" if args.network
+            else "the --shape problems" if args.shape else "the suite's problems")
+    print(f"conv: wisdom for {what}, conv {conv.__version__}, {s.threads} threads: "
+          f"conv.plan(..., effort=\"{planning.EFFORT}\") on each (every installed method "
+          f"but python timed on it)", file=out)
+    print(planning.format_table(problems), file=out)
+    failed = [p for p in problems if p.error]
+    for p in failed:
+        print(f"FAILED: {p.name} {p.dtype}: {p.error}", file=out)
+    print(f"\nwrote {count} wisdom entr{'y' if count == 1 else 'ies'} to {args.wisdom} "
+          f"(conv.import_wisdom(FILE), or CONV_WISDOM=FILE when conv is imported, uses it)",
+          file=out)
+    return 1 if failed else 0
 
 
 def _accuracy(s: Settings) -> int:

@@ -1,19 +1,19 @@
-"""One case's measurement: every contender (conv's methods, "auto", the baselines) timed
-side by side in this process, with its errors against the reference."""
+"""One case's measurement: every contender (conv's methods, "auto", a measured plan, the
+baselines) timed side by side in this process, with its errors against the reference."""
 from __future__ import annotations
 
 import gc
 import math
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 import conv
 
 from .. import _introspect
-from . import frameworks
+from . import frameworks, planning
 from .frameworks import TF_BASELINE, TORCH_BASELINE
 from .reference import TOLERANCE, Reference, errors
 from .report import one_line
@@ -62,7 +62,7 @@ class Row:
     """One method on one case. Times are for the full batch (extrapolated when marked)."""
 
     method: str
-    kind: str  # "baseline", "method" or "auto"
+    kind: str  # "baseline", "method", "auto" or "planned"
     shape: str
     x_shape: List[int]
     w_shape: List[int]
@@ -71,7 +71,7 @@ class Row:
     flops: int
     status: str = "ok"  # "ok", "skipped" or "failed"
     message: str = ""
-    chosen: Optional[str] = None  # for "auto": the method it ran
+    chosen: Optional[str] = None  # for "auto" and "planned": the method it ran
     runs: int = 0  # timed runs (best of)
     seconds: Optional[float] = None
     ms: Optional[float] = None
@@ -85,10 +85,12 @@ class Row:
     within_tolerance: Optional[bool] = None
     extrapolated: bool = False
     measured_images: Optional[int] = None
+    planning_seconds: Optional[float] = None  # "planned": making the plan (not in seconds)
+    plan_times: Optional[Dict[str, object]] = None  # "planned": the plan's .times
 
     @property
     def label(self) -> str:
-        return f"auto ({self.chosen})" if self.chosen else self.method
+        return f"{self.method} ({self.chosen})" if self.chosen else self.method
 
 
 @dataclass
@@ -97,6 +99,7 @@ class Options:
     threads: int = 1
     python_images: Optional[int] = PYTHON_SLICE  # None: the whole batch (--full)
     with_torch: bool = False
+    with_planned: bool = False  # a "planned" contender after "auto" (--suite)
 
 
 @dataclass
@@ -105,6 +108,7 @@ class Timing:
     out: np.ndarray  # their outputs
     runs: int
     images: int
+    plan: Optional[object] = None  # the conv.Plan called, for "planned"
 
 
 # ---------------------------------------------------------------- contenders
@@ -144,6 +148,27 @@ class Auto(Method):
             return _introspect.auto_choice(x, w, threads)
         except Exception:  # noqa: BLE001 - the row itself reports what went wrong
             return None
+
+
+class Planned(Method):
+    """A plan made with conv.plan(x.shape, w, effort="measure") before timing, then called
+    (best of opts.repeat after a warm-up call, as the others); planning is not in its time.
+    The row says which method the plan chose and how long planning took."""
+
+    kind = "planned"
+
+    def __init__(self):
+        super().__init__(planning.PLANNED)
+
+    def skip_reason(self, dtype: str) -> Optional[str]:
+        return None
+
+    def measure(self, x, w, opts: Options, progress, tag: str) -> Timing:
+        progress.update(f"{tag}: {self.name}: conv.plan(effort=\"{planning.EFFORT}\")",
+                        important=True)
+        plan = planning.measured_plan(x.shape, w, opts.threads)
+        seconds, out = best_of(lambda: plan(x), opts.repeat)
+        return Timing(seconds, out, opts.repeat, x.shape[0], plan)
 
 
 class SlicedMethod(Method):
@@ -207,14 +232,17 @@ class TorchBaseline(Baseline):
 
 
 def contenders(methods: Sequence[str], opts: Options) -> List[Method]:
-    """TensorFlow's baseline (when installed), the methods, and PyTorch's baseline last
-    (its OpenMP threads keep spinning after its calls)."""
+    """TensorFlow's baseline (when installed), the methods (with opts.with_planned, a
+    measured plan right after "auto"), and PyTorch's baseline last (its OpenMP threads
+    keep spinning after its calls)."""
     out: List[Method] = []
     if frameworks.tensorflow_available():
         out.append(TensorFlowBaseline())
     for name in methods:
         out.append(Auto(name) if name == "auto"
                    else SlicedMethod(name) if name in SLICED_METHODS else Method(name))
+        if name == "auto" and opts.with_planned:
+            out.append(Planned())
     torch = frameworks.torch() if opts.with_torch else None
     if torch is not None:
         out.append(TorchBaseline(torch))
@@ -258,6 +286,9 @@ def run_case(case: Workload, methods: Sequence[str], ref: Reference, opts: Optio
             progress.line(f"{tag}: {row.method} failed: {row.message}")
             continue
         row.runs, row.measured_images = t.runs, t.images
+        if t.plan is not None:
+            row.chosen, row.planning_seconds = t.plan.method, t.plan.planning_seconds
+            row.plan_times = dict(t.plan.times)
         row.extrapolated = t.images < n
         row.seconds = t.seconds * n / t.images if row.extrapolated else t.seconds
         row.max_abs_err, row.max_rel_err = errors(t.out, reference[:t.images])

@@ -1,7 +1,9 @@
-"""``--network``: a real network's conv layers, layer by layer, conv's "auto" against
-TensorFlow and PyTorch side by side, and the whole network's total.
+"""``--network``: a real network's conv layers, layer by layer, conv's "auto" and a
+measured plan against TensorFlow and PyTorch side by side, and the whole network's total.
 
-Each distinct layer is timed in ``rounds`` rounds; in a round each contender (auto,
+For each distinct layer a plan is made once with ``conv.plan(..., effort="measure")``
+(planning.measured_plan; its planning time is reported apart, never in a time). The
+layer is then timed in ``rounds`` rounds; in a round each contender (auto, the plan,
 TensorFlow, PyTorch, the order rotating from round to round) makes one untimed call and
 then keeps its best of several consecutive calls (timing.rounds_of_blocks: the frameworks'
 idle threads keep spinning after their calls, which would slow the next contender's call
@@ -20,7 +22,7 @@ import numpy as np
 import conv
 
 from .. import _introspect
-from . import frameworks
+from . import frameworks, planning
 from .frameworks import TF_BASELINE, TORCH_BASELINE
 from .reference import errors
 from .report import fmt_ms, render_table
@@ -28,6 +30,7 @@ from .shapes import NETWORKS
 from .timing import rounds_of_blocks
 
 AUTO = "auto"
+PLANNED = planning.PLANNED
 #: per contender and round: at least 3 calls, then more while under 0.2 s, at most 15
 REPEAT = (3, 15, 0.2)
 ROUNDS = 3
@@ -50,6 +53,14 @@ class LayerRow:
     chosen: Optional[str] = None
     seconds: Dict[str, float] = field(default_factory=dict)  # contender -> median of rounds
     max_rel_err_vs_tf: Optional[float] = None
+    plan_method: Optional[str] = None  # the measured plan's choice
+    planning_seconds: Optional[float] = None  # making that plan (once per distinct layer)
+    planned_max_rel_err_vs_tf: Optional[float] = None
+
+    @property
+    def key(self) -> tuple:
+        """The layer's problem: layers with the same key are measured once."""
+        return tuple(self.x_shape), tuple(self.w_shape), self.stride, self.padding, self.dtype
 
 
 def _layer_inputs(batch, h, c_in, k, c_out, dtype, seed):
@@ -60,14 +71,18 @@ def _layer_inputs(batch, h, c_in, k, c_out, dtype, seed):
 
 
 def measure_layer(row: LayerRow, threads: int, rounds: int, torch) -> None:
-    """Fill row.seconds (auto, and the baselines that are installed) and auto's error."""
+    """Make the layer's measured plan, then fill row.seconds (auto, the plan, and the
+    baselines that are installed) and the errors against TensorFlow."""
     gc.collect()
     n, h, _, c_in = row.x_shape
     k, _, _, c_out = row.w_shape
     x, w = _layer_inputs(n, h, c_in, k, c_out, row.dtype, seed=h * 1000 + c_in + c_out)
     s, p = row.stride, row.padding
     pads = ((p, p), (p, p))
-    fns = {AUTO: lambda: conv.conv2d(x, w, stride=s, padding=pads, threads=threads)}
+    plan = planning.measured_plan(x.shape, w, threads, stride=s, padding=pads)
+    row.plan_method, row.planning_seconds = plan.method, plan.planning_seconds
+    fns = {AUTO: lambda: conv.conv2d(x, w, stride=s, padding=pads, threads=threads),
+           PLANNED: lambda: plan(x)}
     row.chosen = _introspect.auto_choice(x, w, threads, stride=s, padding=pads)
     if frameworks.tensorflow_available():
         fns[TF_BASELINE] = frameworks.tensorflow_callable(x, w, s, p)
@@ -76,6 +91,7 @@ def measure_layer(row: LayerRow, threads: int, rounds: int, torch) -> None:
     first = {name: fn() for name, fn in fns.items()}  # first calls: errors, start-up
     if TF_BASELINE in first:
         row.max_rel_err_vs_tf = errors(first[AUTO], first[TF_BASELINE])[1]
+        row.planned_max_rel_err_vs_tf = errors(first[PLANNED], first[TF_BASELINE])[1]
     names = list(fns)
     per_fn = rounds_of_blocks([fns[m] for m in names], REPEAT, rounds)
     row.seconds = {m: statistics.median(per_fn[i]) for i, m in enumerate(names)}
@@ -102,18 +118,22 @@ def run(network: str, batches: Sequence[int], dtypes: Sequence[str], threads: in
             seen: Dict[tuple, LayerRow] = {}
             todo = layer_rows(network, batch, dtype)
             for i, row in enumerate(todo, 1):
-                key = (tuple(row.x_shape), tuple(row.w_shape), row.stride, row.padding)
                 progress.update(f"{network} {dtype} batch {batch}: [{i}/{len(todo)}] "
                                 f"{row.layer}", important=True)
-                if key in seen:
-                    row.seconds = dict(seen[key].seconds)
-                    row.chosen = seen[key].chosen
-                    row.max_rel_err_vs_tf = seen[key].max_rel_err_vs_tf
+                if row.key in seen:
+                    _copy_measurement(seen[row.key], row)
                 else:
                     measure_layer(row, threads, rounds, torch)
-                    seen[key] = row
+                    seen[row.key] = row
                 rows.append(row)
     return rows
+
+
+def _copy_measurement(src: LayerRow, dst: LayerRow) -> None:
+    dst.seconds = dict(src.seconds)
+    for name in ("chosen", "max_rel_err_vs_tf", "plan_method", "planning_seconds",
+                 "planned_max_rel_err_vs_tf"):
+        setattr(dst, name, getattr(src, name))
 
 
 def _pct(gflops: float, ceiling: Optional[float]) -> str:
@@ -124,25 +144,39 @@ def format_table(rows: Sequence[LayerRow], ceiling: Optional[float]) -> str:
     """One (network, batch, dtype): a line per layer, then the total."""
     bases = [b for b in (TF_BASELINE, TORCH_BASELINE) if b in rows[0].seconds]
     short = {TF_BASELINE: "TF", TORCH_BASELINE: "torch"}
-    headers = ["layer", "x", "GFLOP", "auto ms", "GFLOP/s", "% peak"]
+    headers = ["layer", "x", "GFLOP", "auto ms", "GFLOP/s", "% peak", "planned ms", "plan"]
     headers += [f"{short[b]} ms" for b in bases] + [f"vs {short[b]}" for b in bases]
     body = []
 
-    def line(label, count, flops, secs):
+    def line(label, count, flops, secs, plan):
         g = flops / secs[AUTO] / 1e9
         cells = [label, count, f"{flops / 1e9:.3g}", fmt_ms(secs[AUTO] * 1e3), f"{g:.0f}",
-                 _pct(g, ceiling)]
+                 _pct(g, ceiling), fmt_ms(secs[PLANNED] * 1e3), plan]
         cells += [fmt_ms(secs[b] * 1e3) for b in bases]
         cells += [f"{secs[b] / secs[AUTO]:.2f}x" for b in bases]
         return cells
 
     for r in rows:
-        body.append(line(r.layer, str(r.count), r.flops, r.seconds))
+        body.append(line(r.layer, str(r.count), r.flops, r.seconds, r.plan_method or "-"))
     total = totals(rows)
     body.append([])
     body.append(line(f"total ({sum(r.count for r in rows)} layers)", "",
-                     sum(r.count * r.flops for r in rows), total))
-    return render_table(headers, body)
+                     sum(r.count * r.flops for r in rows), total, ""))
+    return render_table(headers, body, left=(0, 7))
+
+
+def planning_total(rows: Sequence[LayerRow]) -> float:
+    """Seconds spent making the plans: once per distinct layer."""
+    once = {r.key: r.planning_seconds or 0.0 for r in rows}
+    return sum(once.values())
+
+
+def planning_line(rows: Sequence[LayerRow]) -> str:
+    """The line under a table: how many plans, and the time their planning took."""
+    plans = len({r.key for r in rows})
+    return (f"planned: {plans} plans made with conv.plan(..., effort=\"{planning.EFFORT}\"), "
+            f"one per distinct layer, in {planning_total(rows):.2f} s of planning (not in "
+            f"any time); plan: the method each chose")
 
 
 def totals(rows: Sequence[LayerRow]) -> Dict[str, float]:

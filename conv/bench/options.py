@@ -68,17 +68,25 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                         f"{measure.PYTHON_SLICE} images, extrapolated)")
     p.add_argument("--suite", action="store_true",
                    help="the public benchmark suite (seed, mid, deep, pointwise, k5; both dtypes; "
-                        "ratios to TensorFlow and PyTorch; python only if named in --methods)")
+                        "ratios to TensorFlow and PyTorch; python only if named in --methods; "
+                        "with auto, a 'planned' row: conv.plan(effort=\"measure\") made "
+                        "before timing, its planning time in a note)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON document (machine, reference, rows) instead of tables")
     p.add_argument("--network", choices=sorted(NETWORKS),
-                   help="a network's conv layers, one by one, and its total: auto against "
-                        "TensorFlow and PyTorch (ResNet-50 v1.5 as torchvision lays it out)")
+                   help="a network's conv layers, one by one, and its total: auto and a "
+                        "plan made with effort=\"measure\" against TensorFlow and PyTorch "
+                        "(ResNet-50 v1.5 as torchvision lays it out)")
     p.add_argument("--batch", type=_batches, metavar="B,B",
                    help="batch sizes for --network (default 1,8)")
     p.add_argument("--accuracy", action="store_true",
                    help="each method's largest normwise error against the exact reference on "
                         "a grid (C_in 1-1024, 1x1/3x3/5x5, normal and mixed-magnitude inputs)")
+    p.add_argument("--wisdom", metavar="FILE",
+                   help="plan each of the suite's problems (--shape: those; --network: its "
+                        "layers, --batch sizes) with conv.plan(effort=\"measure\") and write "
+                        "the wisdom to FILE, for conv.import_wisdom or CONV_WISDOM=FILE; "
+                        "dtypes as --dtype (default both; float32 with --network)")
     p.add_argument("--plot", metavar="FILE.png",
                    help='bar chart of time per method, log scale (needs pip install "conv2d-cpu[plot]")')
     return p

@@ -193,6 +193,18 @@ def format_suite_table(rows: Sequence, ceilings: Dict[str, float]) -> str:
     return render_table(headers, body, left=(0, 1, 2))
 
 
+def planning_note(planned: Sequence) -> str:
+    """The note on the "planned" rows: what they are, and each plan's planning time."""
+    total = sum(r.planning_seconds for r in planned)
+    return ("planned: conv.plan(x.shape, w, effort=\"measure\") made once per case (every "
+            "installed method but python timed on the problem; the row names its choice), "
+            "then called; its time is the call only. Planning took "
+            + ", ".join(f"{r.shape} {r.dtype} {r.planning_seconds:.2f} s" for r in planned)
+            + (f"; {total:.1f} s in all" if len(planned) > 1 else "")
+            + "; the measured choice is dropped from conv's wisdom afterwards, so it does "
+            "not steer the \"auto\" rows")
+
+
 def footnotes(rows: Sequence, tolerance: Dict[str, float]) -> List[str]:
     """The notes under a table: extrapolations, short runs, baselines, failures."""
     notes = []
@@ -216,6 +228,9 @@ def footnotes(rows: Sequence, tolerance: Dict[str, float]) -> List[str]:
     if TORCH_BASELINE in ok:
         notes.append(f"{TORCH_BASELINE}: torch.nn.functional.conv2d on NCHW copies made "
                      "before timing, the baseline of \"vs torch\"")
+    planned = [r for r in rows if r.kind == "planned" and r.planning_seconds is not None]
+    if planned:
+        notes.append(planning_note(planned))
     if any(r.within_tolerance is False for r in rows):
         notes.append("! error above tolerance (max rel err > "
                      + ", ".join(f"{v:g} for {k}" for k, v in tolerance.items()) + ")")
