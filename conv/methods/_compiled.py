@@ -1,6 +1,7 @@
 """The compiled kernels: pick the build this CPU can run, pack weights, call a driver."""
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import time
@@ -62,6 +63,7 @@ def installed_builds() -> list:
 NARROW_TILE_GAIN = 1.5
 
 
+@functools.lru_cache(maxsize=1024)
 def tile_width(dtype: str, c_out: int) -> int:
     """The tile width (output channels a tile) to run ``c_out`` channels on: the widest
     of the build's TILE_WIDTHS unless a narrower one pads far fewer channels."""
@@ -136,6 +138,22 @@ def fma_peak(dtype: str, threads: int, seconds: float = 0.02, repeat: int = 5) -
     return flops / elapsed / 1e9
 
 
+_ZEROS: dict = {}  # (length, dtype) -> a shared read-only array of zeros
+
+
+def zeros(length: int, dtype) -> np.ndarray:
+    """A read-only array of ``length`` zeros (the drivers read padded taps from it),
+    shared between calls: small ones are cached."""
+    key = (length, dtype)
+    z = _ZEROS.get(key)
+    if z is None:
+        z = np.zeros(length, dtype=dtype)
+        z.flags.writeable = False
+        if length <= 4096 and len(_ZEROS) < 256:
+            _ZEROS[key] = z
+    return z
+
+
 class Packed:
     """A compiled driver with its weights packed (and checked for Inf/NaN) once: the
     ``run(problem, out)`` that direct's and matmul's ``prepare`` hooks return."""
@@ -147,7 +165,7 @@ class Packed:
         self.driver = driver
         self.wp, self.finite = pack_checked(
             w, tile_width(DTYPE_NAMES[w.dtype], w.shape[3]), template.threads)
-        self.zeros = np.zeros(max(1, w.shape[1] * w.shape[2]), dtype=w.dtype)
+        self.zeros = zeros(max(1, w.shape[1] * w.shape[2]), w.dtype)
 
     def __call__(self, p: Problem, out=None) -> np.ndarray:
         if out is None:

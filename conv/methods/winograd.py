@@ -136,7 +136,7 @@ class _Prepared:
         tiles = n * -(-oh // m) * -(-ow // m)
         if out is None:
             out = np.empty(p.out_shape, dtype=dtype)
-        zeros = np.zeros(max(1, c_in), dtype=dtype)
+        zeros = _compiled.zeros(max(1, c_in), dtype)
         pt, pl = p.padding[0][0], p.padding[1][0]
         if self._stationary(tiles, c_in, c_out, dtype.itemsize):
             vall = np.empty((m + 2) ** 2 * tiles * c_in, dtype=dtype)
