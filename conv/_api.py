@@ -67,7 +67,8 @@ def plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None, met
         not "python", the pure-Python reference loop) is timed on this very problem
         (random input, rounds interleaved across methods, median), and the fastest
         whose result keeps the normwise accuracy bound (conv.testing.NORMWISE) against
-        a float64 reference is kept. "patient": the same, also over thread counts.
+        a float64 reference is kept (within 5% of the fastest, auto's rule's choice
+        keeps its place: that much is noise on a shared machine). "patient": the same, also over thread counts.
         A measured choice is added to the wisdom (``export_wisdom`` saves it), and a
         matching wisdom entry of at least the requested effort is used instead of
         measuring again. With a named method, "patient" measures its thread counts.
