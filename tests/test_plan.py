@@ -573,15 +573,17 @@ def test_missing_wisdom_file(tmp_path):
         conv.import_wisdom(tmp_path / "nothing.json")
 
 
-def _python(code, **env):
+def _python(code, cwd, **env):
+    """A fresh interpreter, away from the source tree (which would shadow the installed,
+    compiled conv)."""
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=dict(os.environ, **env), timeout=300)
+                          env=dict(os.environ, **env), timeout=300, cwd=cwd)
 
 
 def test_conv_wisdom_is_imported_with_conv(tmp_path):
     path = _export(tmp_path)
     code = "import conv, conv._wisdom as w; print(len(w.ENTRIES))"
-    run = _python(code, CONV_WISDOM=str(path))
+    run = _python(code, tmp_path, CONV_WISDOM=str(path))
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["1"]
 
@@ -594,7 +596,7 @@ def test_a_bad_conv_wisdom_is_a_warning_not_a_failed_import(tmp_path, content):
     code = ("import warnings; warnings.simplefilter('always')\n"
             "import conv, conv._wisdom as w; print(len(w.ENTRIES)); "
             "print(conv.conv2d([[[[1.0]]]], [[[[2.0]]]]).item())")
-    run = _python(code, CONV_WISDOM=str(path))
+    run = _python(code, tmp_path, CONV_WISDOM=str(path))
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["0", "2.0"]
     assert "WisdomWarning" in run.stderr and "CONV_WISDOM" in run.stderr
