@@ -334,6 +334,9 @@ THREAD_CASES = [
              padding=((2, 1), (0, 3)), dilation=(2, 2)),
     kit.Case("t-batch1", (1, 64, 64, 32), (3, 3, 32, 33), padding="SAME"),
     kit.Case("t-1x1-wide", (2, 40, 40, 64), (1, 1, 64, 96)),
+    # 1x1, stride 1, unpadded: "direct" runs the image as one row of pixels (tiles cross
+    # output rows on their interior path), "matmul" tile by tile as any kernel: same bits
+    kit.Case("t-1x1-rows", (4, 30, 29, 96), (1, 1, 96, 70)),
 ]
 
 
@@ -379,6 +382,7 @@ PORTABLE_CASES = [
     kit.Case("p-valid", (2, 13, 12, 7), (3, 3, 7, 19)),
     kit.Case("p-same-s2-d2", (2, 17, 15, 5), (3, 3, 5, 24), stride=2, padding="SAME", dilation=2),
     kit.Case("p-explicit", (1, 20, 18, 9), (2, 5, 9, 33), stride=(1, 2), padding=((1, 0), (2, 2))),
+    kit.Case("p-1x1-rows", (2, 9, 11, 21), (1, 1, 21, 19)),
     THREAD_CASES[0],
 ]
 

@@ -52,6 +52,11 @@ static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {     
     const ptrdiff_t per_image = (tiles + CONV_BLOCK - 1) / CONV_BLOCK;                     \
     const ptrdiff_t blocks = p->N * per_image, OW = p->OW, CO = p->CO, nr = p->nr;        \
     const ptrdiff_t KH = p->KH, KW = p->KW, CI = p->CI;                                    \
+    /* 1x1, stride 1, no padding: output pixel p reads input pixel p, so the image is one  \
+     * row of H*W pixels to the tile: every full tile takes its interior path, also where  \
+     * it crosses the end of an output row (same addresses, same sums, same bits) */       \
+    const int flat = KH == 1 && KW == 1 && p->sh == 1 && p->sw == 1 && p->pt == 0          \
+                     && p->pl == 0 && p->OH == p->H && p->OW == p->W;                      \
     ptrdiff_t task;                                                                        \
     for (task = begin; task < end; task++) {                                               \
         ptrdiff_t block, cot, n, t0, t1, t, i, j, oy, ox;                                  \
@@ -83,6 +88,9 @@ static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {     
                              mr, nc, oy, ox, OW, p->H, p->W, CI, 1, 1, p->sh, p->sw,       \
                              p->dh, p->dw, p->pt - i * p->dh, p->pl - j * p->dw,           \
                              p->zeros_exact, i + j > 0);                                   \
+                    else if (flat)  /* a 1x1 stride-1 unpadded kernel: one long row */    \
+                        TILE(xn, wp + cot * CI * nr, zeros, o, CO, mr, nc, 0, p0, P, 1, P, \
+                             CI, 1, 1, 1, 1, 1, 1, 0, 0, p->zeros_exact, 0);               \
                     else         /* every tap before the tile is stored */                 \
                         TILE(xn, wp + cot * KH * KW * CI * nr, zeros, o, CO, mr, nc, oy,   \
                              ox, OW, p->H, p->W, CI, KH, KW, p->sh, p->sw, p->dh, p->dw,   \
