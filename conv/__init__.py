@@ -28,7 +28,8 @@ except ImportError:
         raise SystemExit(2) from None
     raise ImportError(_msg) from None
 
-from ._api import conv2d, export_wisdom, forget_wisdom, import_wisdom, plan
+from ._api import (conv2d, depthwise_conv2d, export_wisdom, forget_wisdom, import_wisdom,
+                   plan)
 from ._config import build_info, show_config
 from ._contract import Method, MethodError, MethodUnavailableError, Problem
 from ._registry import REGISTRY as _REGISTRY
@@ -40,6 +41,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "conv2d",
+    "depthwise_conv2d",
     "plan",
     "Plan",
     "export_wisdom",

@@ -5,15 +5,18 @@ from . import _plan, _wisdom
 
 
 def conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1, threads=None,
-           out=None):
+           out=None, groups=None):
     """2-D convolution (cross-correlation) with ``tf.nn.conv2d``'s semantics.
 
     Parameters
     ----------
     x : array_like, (N, H, W, C_in)
         Input, NHWC. Any array-like and memory layout; never modified.
-    w : array_like, (KH, KW, C_in, C_out)
-        Filters, HWIO.
+    w : array_like, (KH, KW, C_in / groups, C_out)
+        Filters, HWIO. When x's C_in is a multiple of w's, the convolution is grouped,
+        as TensorFlow infers it: groups = x's C_in / w's C_in, C_out a multiple of it;
+        group g convolves x's channels [g * w's C_in, (g + 1) * w's C_in) into output
+        channels [g * C_out / groups, (g + 1) * C_out / groups).
     method : str
         A name from ``conv.list_methods()``, or ``"auto"`` (the default) for the
         fastest installed method for this problem.
@@ -28,6 +31,9 @@ def conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1, thread
         run on (``OMP_NUM_THREADS`` when set). Capped at the CPUs this process may run
         on (its affinity set).
 
+    groups : int or None
+        Optional: the group count (PyTorch's ``groups``), checked against the shapes
+        (ValueError when x's C_in / w's C_in differs); None infers it.
     out : numpy.ndarray or None
         Where to write the result: a writeable C-contiguous array of the output's shape
         and dtype that does not overlap x or w (ValueError otherwise). Returned.
@@ -44,11 +50,28 @@ def conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1, thread
     the choice and the weights' packing once.
     """
     return _plan.plan_conv2d(x, w, stride=stride, padding=padding, dilation=dilation,
-                             threads=threads, method=method, out=out)
+                             threads=threads, method=method, out=out, groups=groups)
+
+
+def depthwise_conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1,
+                     threads=None, out=None):
+    """Depthwise 2-D convolution with ``tf.nn.depthwise_conv2d``'s semantics.
+
+    x : array_like, (N, H, W, C_in), NHWC; never modified.
+    w : array_like, (KH, KW, C_in, multiplier): each input channel c convolved with its
+        own ``multiplier`` filters; output channel ``c * multiplier + m``.
+
+    Every other argument, the dtypes and the errors are those of :func:`conv.conv2d`:
+    it is ``conv2d(x, w.reshape(KH, KW, 1, C_in * multiplier), groups=C_in)``, a grouped
+    convolution with one input channel a group. Returns (N, OH, OW, C_in * multiplier).
+    """
+    return _plan.plan_conv2d(x, _plan.depthwise_filters(x, w), stride=stride, padding=padding,
+                             dilation=dilation, threads=threads, method=method, out=out,
+                             groups=_plan.depthwise_groups(x))
 
 
 def plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None, method="auto",
-         effort="estimate", dtype=None):
+         effort="estimate", dtype=None, groups=None):
     """Plan a convolution with weights ``w`` for inputs of shape ``x_shape``: every
     check and choice made once, the weights copied and prepared (packed, transformed)
     once. Call the plan with x: ``p(x)``, or ``p(x, out=buf)``.
@@ -58,7 +81,7 @@ def plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None, met
     x_shape : (N, H, W, C_in)
         The inputs' shape; N may be None for any batch size (the method is then chosen
         as for a batch of 1; give N to choose for it).
-    w, stride, padding, dilation, threads, method
+    w, stride, padding, dilation, threads, method, groups
         As for :func:`conv.conv2d`. The plan keeps its own copy of ``w``: changing the
         caller's array afterwards does not change the plan's results.
     effort : "estimate", "measure" or "patient"
@@ -87,7 +110,8 @@ def plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None, met
         method; ``threads=None`` is resolved where the plan is unpickled).
     """
     return _plan.make_plan(x_shape, w, stride=stride, padding=padding, dilation=dilation,
-                           threads=threads, method=method, effort=effort, dtype=dtype)
+                           threads=threads, method=method, effort=effort, dtype=dtype,
+                           groups=groups)
 
 
 def export_wisdom(path) -> int:

@@ -44,6 +44,7 @@ def winograd_pays(spec: Spec, n: int) -> bool:
     """Whether "winograd" is faster than "direct" here, by the measured rule above, for a
     batch of ``n``."""
     kh, kw, c_in, c_out = spec.w.shape
+    c_out //= spec.groups  # a grouped problem runs group by group
     oh, ow = spec.out_hw
     return (
         (kh, kw) == (3, 3)

@@ -59,7 +59,8 @@ class Problem:
 
     x : ndarray, (N, H, W, C_in), C-contiguous, read-only, dtype float32 or float64.
         Already zero-padded unless the method declares ``pads_itself``.
-    w : ndarray, (KH, KW, C_in, C_out), C-contiguous, read-only, same dtype as x.
+    w : ndarray, (KH, KW, C_in, C_out), C-contiguous, read-only, same dtype as x
+        (C_in / groups for a grouped problem: ``groups``, only for ``supports_groups``).
     stride, dilation : (h, w) pairs of ints >= 1.
     padding : ((top, bottom), (left, right)) the kernel must still apply: all zero
         unless the method declares ``pads_itself``. Padded positions contribute
@@ -82,8 +83,16 @@ class Problem:
 
     @property
     def flops(self) -> int:
-        """Multiply-adds counted as two flops: 2*N*OH*OW*KH*KW*C_in*C_out."""
+        """Multiply-adds counted as two flops: 2*N*OH*OW*KH*KW*(C_in / groups)*C_out."""
         return _geometry.flops(self.out_shape, self.w.shape)
+
+    @property
+    def groups(self) -> int:
+        """x's C_in / w's C_in: 1, except for a method declaring ``supports_groups``, which
+        may receive a grouped problem (group g reads x's channels [g * w's C_in, (g + 1) *
+        w's C_in) and writes output channels [g * C_out / groups, (g + 1) * ...))."""
+        ci = self.w.shape[2]
+        return self.x.shape[3] // ci if ci else 1
 
 
 def make_problem(x, w, stride, dilation, padding, threads, out_shape) -> Problem:
@@ -116,6 +125,10 @@ class Method:
       accuracy          "componentwise" (default) or "normwise": the error bound its
                         results keep (ACCURACY_KINDS); conv.testing.check_method holds
                         the method to it.
+      supports_groups   if False (the default), the front end splits a grouped convolution
+                        (x's C_in a multiple of w's) into one problem per group, each with
+                        its slice of x's channels and of w's output channels; if True the
+                        kernel gets the whole grouped problem (``Problem.groups`` > 1).
       prepare           optional ``prepare(template) -> run``: the work that depends only
                         on the weights and the geometry (packing, transforms), done once
                         per plan (conv.plan) instead of once per call. ``template`` is the
@@ -144,6 +157,7 @@ class Method:
     install_hint: str = ""
     accuracy: str = "componentwise"
     prepare: Optional[Callable[[Problem], Callable]] = field(default=None, repr=False)
+    supports_groups: bool = False
     # Filled in by the registry, not by the method's author.
     distribution: Optional[str] = None
     version: Optional[str] = None

@@ -260,18 +260,20 @@ class Spec:
     in ``dtype``; stride, dilation : (h, w) pairs, clamped (a one-tap kernel's dilation
     and a stride past the output's extent do nothing); padding : ((top, bottom), (left,
     right)); threads : int >= 1; out_hw : (OH, OW); dtype : the dtype computed in;
-    result_dtype : the dtype returned (differs only for float16 inputs).
+    result_dtype : the dtype returned (differs only for float16 inputs); groups : x's
+    C_in / w's C_in (1: an ordinary convolution).
     """
 
     __slots__ = ("batch", "in_shape", "w", "stride", "dilation", "padding", "threads",
-                 "out_hw", "dtype", "result_dtype")
+                 "out_hw", "dtype", "result_dtype", "groups")
 
     def __init__(self, batch, in_shape, w, stride, dilation, padding, threads, out_hw,
-                 dtype, result_dtype):
+                 dtype, result_dtype, groups=1):
         self.batch, self.in_shape, self.w = batch, in_shape, w
         self.stride, self.dilation, self.padding = stride, dilation, padding
         self.threads, self.out_hw = threads, out_hw
         self.dtype, self.result_dtype = dtype, result_dtype
+        self.groups = groups
 
     def out_shape(self, n: int) -> Tuple[int, int, int, int]:
         return (n, self.out_hw[0], self.out_hw[1], self.w.shape[3])
@@ -303,8 +305,37 @@ def check_x_shape(shape, name: str = "x") -> None:
         raise ValueError(f"{name} must be 4-D NHWC (N, H, W, C_in); got shape {tuple(shape)}")
 
 
+def as_groups(c_in: int, w_cin: int, c_out: int, groups, x_shape, w_shape) -> int:
+    """TensorFlow's grouped convolution: x's C_in a multiple of w's C_in makes
+    C_in / w's C_in groups, and C_out must be a multiple of that. ``groups`` (None, or
+    the count the caller states) must agree."""
+    where = f"(x is NHWC {tuple(x_shape)}, w is HWIO {tuple(w_shape)})"
+    if groups is not None:
+        g = _int(groups, "groups")
+        if g < 1:
+            raise ValueError(f"groups must be None or an int >= 1; got {groups!r}")
+    if c_in == w_cin:
+        found = 1
+    elif w_cin == 0 or c_in == 0 or c_in % w_cin:
+        raise ValueError(
+            f"x has C_in={c_in} channels, which is not a multiple of w's C_in={w_cin} "
+            f"{where}: w's C_in must equal x's, or divide it for a grouped convolution "
+            f"(groups = x's C_in / w's C_in)")
+    else:
+        found = c_in // w_cin
+        if c_out % found:
+            raise ValueError(
+                f"x's C_in={c_in} over w's C_in={w_cin} makes {found} groups, but w's "
+                f"C_out={c_out} is not a multiple of {found} {where}")
+    if groups is not None and g != found:
+        raise ValueError(
+            f"groups={g}, but x's C_in={c_in} over w's C_in={w_cin} makes {found} "
+            f"group{'s' if found != 1 else ''} {where}; w's C_in must be x's C_in / groups")
+    return found
+
+
 def specify(x_shape, x_dtype, wa: np.ndarray, *, stride=1, padding="VALID", dilation=1,
-            threads=None, dtypes=None) -> Spec:
+            threads=None, groups=None, dtypes=None) -> Spec:
     """Validate and normalize every argument but x's values. ``x_shape`` is 4 entries
     (its batch entry may be None), ``wa`` an array (from _as_array); ``dtypes`` (compute,
     result) overrides the promotion of x_dtype with wa's dtype."""
@@ -312,11 +343,8 @@ def specify(x_shape, x_dtype, wa: np.ndarray, *, stride=1, padding="VALID", dila
         raise ValueError(f"w must be 4-D HWIO (KH, KW, C_in, C_out); got shape {wa.shape}")
     n, h, wd, c_in = x_shape
     kh, kw, w_cin, co = wa.shape
-    if c_in != w_cin:
-        raise ValueError(
-            f"x has C_in={c_in} channels but w expects C_in={w_cin} "
-            f"(x is NHWC {tuple(x_shape)}, w is HWIO {wa.shape}); grouped convolution is not "
-            f"supported")
+    g = 1 if c_in == w_cin and groups is None else as_groups(c_in, w_cin, co, groups,
+                                                              x_shape, wa.shape)
     if kh < 1 or kw < 1:
         raise ValueError(f"w must have KH >= 1 and KW >= 1; got shape {wa.shape}")
     dtype, result_dtype = dtypes or _dtypes(x_dtype, wa.dtype)
@@ -350,16 +378,17 @@ def specify(x_shape, x_dtype, wa: np.ndarray, *, stride=1, padding="VALID", dila
         ]
         stride_p = tuple(min(s, max(1, e)) for s, e in zip(stride_p, dense))
     return Spec(n, (h, wd, c_in), kernel_array(wa, dtype), stride_p, dilation_p, pads,
-                threads_i, (oh, ow), dtype, result_dtype)
+                threads_i, (oh, ow), dtype, result_dtype, g)
 
 
-def normalize(x, w, *, stride=1, padding="VALID", dilation=1, threads=None) -> Normalized:
+def normalize(x, w, *, stride=1, padding="VALID", dilation=1, threads=None,
+              groups=None) -> Normalized:
     """Validate and normalize one conv2d call. Raises ValueError/TypeError naming the argument."""
     xa = _as_array(x, "x")
     wa = _as_array(w, "w")
     check_x_shape(xa.shape)
     spec = specify(xa.shape, xa.dtype, wa, stride=stride, padding=padding,
-                   dilation=dilation, threads=threads)
+                   dilation=dilation, threads=threads, groups=groups)
     return Normalized(
         x=kernel_array(xa, spec.dtype),
         w=spec.w,

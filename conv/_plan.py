@@ -222,6 +222,30 @@ class _Banded:
         return out
 
 
+class _Grouped:
+    """A grouped convolution for a method without ``supports_groups``: group g convolves
+    x's channels [g * ci, (g + 1) * ci) with w's output channels [g * co, (g + 1) * co)
+    (ci, co: per group), each group its own route (prepared once in a plan)."""
+
+    def __init__(self, method: Method, spec: Spec, prepare: bool):
+        self.spec = spec
+        g = spec.groups
+        ci, co = spec.in_shape[2] // g, spec.w.shape[3] // g
+        self.parts = []
+        for k in range(g):
+            sub = spec.replace(in_shape=spec.in_shape[:2] + (ci,), groups=1,
+                               w=kernel_array(spec.w[..., k * co:(k + 1) * co]))
+            self.parts.append((k * ci, (k + 1) * ci, k * co, (k + 1) * co,
+                               _route(method, sub, prepare)))
+
+    def __call__(self, x, n, out):
+        if out is None:
+            out = np.empty(self.spec.out_shape(n), dtype=self.spec.dtype)
+        for c0, c1, o0, o1, route in self.parts:
+            out[..., o0:o1] = route(kernel_array(x[..., c0:c1]), n, None)
+        return out
+
+
 class _Zeros:
     """No input pixels (every tap in the padding) or no input channels: empty sums."""
 
@@ -244,6 +268,8 @@ def _route(method: Method, spec: Spec, prepare: bool = True):
             f"these inputs compute in {spec.dtype.name}")
     if 0 in spec.in_shape or 0 in spec.out_hw or spec.w.shape[3] == 0:
         return _Zeros(spec)
+    if spec.groups > 1 and not method.supports_groups:
+        return _Grouped(method, spec, prepare)
     need_stride = spec.stride != (1, 1) and not method.supports_stride
     need_dilation = spec.dilation != (1, 1) and not method.supports_dilation
     we_pad = not method.pads_itself or need_dilation
@@ -326,6 +352,10 @@ class Plan:
         return self._spec.w.shape
 
     @property
+    def groups(self) -> int:
+        return self._spec.groups
+
+    @property
     def stride(self):
         return self._spec.stride
 
@@ -353,7 +383,8 @@ class Plan:
         s = self._spec
         batch = "any" if s.batch is None else s.batch
         return (f"<conv.Plan {self.method!r}: x (N={batch}, {s.in_shape[0]}, {s.in_shape[1]}, "
-                f"{s.in_shape[2]}) {s.dtype.name}, w {s.w.shape}, stride {s.stride}, "
+                f"{s.in_shape[2]}) {s.dtype.name}, w {s.w.shape}"
+                f"{f', {s.groups} groups' if s.groups > 1 else ''}, stride {s.stride}, "
                 f"padding {s.padding}, dilation {s.dilation}, {s.threads} thread"
                 f"{'s' if s.threads != 1 else ''}; {self.reason}{self._measured()}; planned "
                 f"in {_ms(self.planning_seconds)}>")
@@ -441,7 +472,7 @@ def _unpickle(args, effort, reason, times):
     t0 = time.perf_counter()
     spec = specify(args["x_shape"], None, args["w"], stride=args["stride"],
                    padding=args["padding"], dilation=args["dilation"], threads=args["threads"],
-                   dtypes=args["dtypes"])
+                   groups=args.get("groups"), dtypes=args["dtypes"])
     method = REGISTRY.usable(args["method"])
     return Plan(spec, method, effort=effort, reason=reason, times=times,
                 planning_seconds=time.perf_counter() - t0, args=args)
@@ -467,7 +498,7 @@ def _x_shape(x_shape):
 
 
 def make_plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None,
-              method="auto", effort="estimate", dtype=None) -> Plan:
+              method="auto", effort="estimate", dtype=None, groups=None) -> Plan:
     """conv.plan (documented there)."""
     t0 = time.perf_counter()
     if not isinstance(method, str):
@@ -481,9 +512,9 @@ def make_plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None
     # the plan's own copy: later changes to the caller's w do not reach it
     w_copy = np.array(wa, dtype=dtypes[0], order="C", copy=True)
     spec = specify(shape, x_dtype, w_copy, stride=stride, padding=padding, dilation=dilation,
-                   threads=threads, dtypes=dtypes)
+                   threads=threads, groups=groups, dtypes=dtypes)
     args = dict(x_shape=shape, w=spec.w, w_dtype=wa.dtype, x_dtype=np.dtype(x_dtype), dtypes=dtypes,
-                stride=stride, padding=padding, dilation=dilation, threads=threads)
+                stride=stride, padding=padding, dilation=dilation, threads=threads, groups=groups)
     times = {}
     if method != "auto":
         chosen = REGISTRY.usable(method)
@@ -639,6 +670,32 @@ def _measure(spec: Spec, candidates, patient: bool, default: Optional[Method] = 
     return (best[0], best[1]), times
 
 
+def depthwise_filters(x, w) -> np.ndarray:
+    """tf.nn.depthwise_conv2d's filters (KH, KW, C_in, multiplier) as a grouped
+    convolution's (KH, KW, 1, C_in * multiplier), after checking them against x."""
+    wa = _as_array(w, "w")
+    if wa.ndim != 4:
+        raise ValueError(f"w must be 4-D (KH, KW, C_in, multiplier); got shape {wa.shape}")
+    c_in = np.shape(x)[-1] if np.ndim(x) == 4 else None
+    if c_in is not None and wa.shape[2] != c_in:
+        raise ValueError(
+            f"w has C_in={wa.shape[2]} channels but x has C_in={c_in} (x is NHWC "
+            f"{tuple(np.shape(x))}, w is (KH, KW, C_in, multiplier) {wa.shape}); a depthwise "
+            f"convolution's filters have x's channels")
+    kh, kw, ci, mult = wa.shape
+    if ci == 0:
+        return wa.reshape(kh, kw, 0, 0)
+    return wa.reshape(kh, kw, 1, ci * mult)
+
+
+def depthwise_groups(x) -> Optional[int]:
+    """The group count of x's depthwise convolution: its C_in (None when x is malformed:
+    conv2d's checks then say why, or when it has no channels)."""
+    if np.ndim(x) != 4 or not np.shape(x)[-1]:
+        return None
+    return int(np.shape(x)[-1])
+
+
 def _choose_auto(spec: Spec, n: int):
     """(method, spec) that method="auto" runs for a batch of n: wisdom's choice (with its
     thread count) when an entry matches, else auto's rule."""
@@ -648,7 +705,7 @@ def _choose_auto(spec: Spec, n: int):
     return _auto.choose(spec, REGISTRY, n), spec
 
 
-def plan_conv2d(x, w, *, stride, padding, dilation, threads, method, out):
+def plan_conv2d(x, w, *, stride, padding, dilation, threads, method, out, groups=None):
     """conv.conv2d: a throwaway plan (no copy of w, no pickling), called once."""
     if not isinstance(method, str):
         raise TypeError(f"method must be a str; got {type(method).__name__}")
@@ -656,7 +713,7 @@ def plan_conv2d(x, w, *, stride, padding, dilation, threads, method, out):
     wa = _as_array(w, "w")
     check_x_shape(xa.shape)
     spec = specify(xa.shape, xa.dtype, wa, stride=stride, padding=padding, dilation=dilation,
-                   threads=threads)
+                   threads=threads, groups=groups)
     n = xa.shape[0]
     if method == "auto":
         chosen, spec = _choose_auto(spec, n)

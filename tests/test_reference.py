@@ -14,17 +14,21 @@ METHODS = conv.list_methods() + ["auto"]
 
 
 def _pad_multiply_conv(x, w, stride, padding, dilation):
-    """A second, naive reference: pad with zeros, then exactly rounded sums (math.fsum)."""
+    """A second, naive reference: pad with zeros, then exactly rounded sums (math.fsum);
+    grouped where x's C_in is a multiple of w's (output o reads group o // (C_out / groups))."""
     (t, b), (l, r) = kit.explicit_padding(padding, x.shape[1:3], w.shape[:2], stride, dilation)
     xp = np.pad(x.astype(np.float64), ((0, 0), (t, b), (l, r), (0, 0)))
     s = (stride, stride) if isinstance(stride, int) else stride
     d = (dilation, dilation) if isinstance(dilation, int) else dilation
     n, oh, ow, co = kit.output_shape(x.shape, w.shape, stride, padding, dilation)
     kh, kw, ci, _ = w.shape
+    per_group = co // (x.shape[3] // ci)
     out = np.empty((n, oh, ow, co))
     for b_, oy, ox, o in itertools.product(range(n), range(oh), range(ow), range(co)):
+        first = (o // per_group) * ci  # x's first channel of output o's group
         out[b_, oy, ox, o] = math.fsum(
-            float(xp[b_, oy * s[0] + i * d[0], ox * s[1] + j * d[1], c]) * float(w[i, j, c, o])
+            float(xp[b_, oy * s[0] + i * d[0], ox * s[1] + j * d[1], first + c])
+            * float(w[i, j, c, o])
             for i in range(kh) for j in range(kw) for c in range(ci)
         )
     return out

@@ -113,6 +113,10 @@ CASES: Tuple[Case, ...] = (
     _c("kernel-eq-input-valid-s2", (1, 3, 3, 2), (3, 3, 2, 2), stride=2),
     _c("kernel-gt-input-same", (1, 2, 2, 2), (3, 3, 2, 2), padding="SAME"),
     _c("kernel-eq-padded-input", (1, 2, 3, 2), (3, 4, 2, 2), padding=((1, 0), (0, 1))),
+    # grouped (x's C_in a multiple of w's, as TensorFlow infers it), and depthwise
+    _c("grouped3-same", (2, 7, 8, 6), (3, 3, 2, 9), padding="SAME"),
+    _c("grouped2-valid-s2-d2", (1, 9, 9, 4), (3, 2, 2, 4), stride=2, dilation=2),
+    _c("depthwise-x2-same-s2", (2, 7, 6, 3), (3, 3, 1, 6), stride=2, padding="SAME"),
     # the article's shapes, scaled down
     _c("article-small-same", (4, 32, 32, 3), (3, 3, 3, 16), padding="SAME"),
     _c("article-small-valid-s2", (2, 16, 16, 3), (3, 3, 3, 16), stride=2),

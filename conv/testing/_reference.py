@@ -163,7 +163,8 @@ def _to_longdouble(a, name):
 
 
 def reference_conv2d(x, w, stride=1, padding="VALID", dilation=1) -> np.ndarray:
-    """An exact-as-practical tf.nn.conv2d (NHWC x HWIO), returned as float64.
+    """An exact-as-practical tf.nn.conv2d (NHWC x HWIO), returned as float64; grouped
+    when x's C_in is a multiple of w's (group by group), as TensorFlow does.
 
     Products are accumulated in ``np.longdouble`` (64-bit mantissa on x86) over
     the taps that land inside the input only: padded positions are skipped, not
@@ -174,8 +175,14 @@ def reference_conv2d(x, w, stride=1, padding="VALID", dilation=1) -> np.ndarray:
     wl = _to_longdouble(w, "w")
     n, h, wd, ci = xl.shape
     kh, kw, ci2, co = wl.shape
-    if ci != ci2:
-        raise ValueError(f"channel mismatch: x has {ci}, w expects {ci2}")
+    if ci != ci2:  # grouped, as TensorFlow infers it: each group on its own
+        if ci2 == 0 or ci % ci2 or co % (ci // ci2):
+            raise ValueError(f"channel mismatch: x has {ci}, w expects {ci2} (or a divisor "
+                             f"of {ci} whose group count divides C_out={co})")
+        g, cog = ci // ci2, co // (ci // ci2)
+        return np.concatenate(
+            [reference_conv2d(xl[..., k * ci2:(k + 1) * ci2], wl[..., k * cog:(k + 1) * cog],
+                              stride, padding, dilation) for k in range(g)], axis=3)
     s = _ref_pair(stride, "stride")
     d = _ref_pair(dilation, "dilation")
     pads = explicit_padding(padding, (h, wd), (kh, kw), s, d)
