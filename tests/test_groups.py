@@ -154,3 +154,25 @@ def test_a_method_that_supports_groups_gets_the_whole_problem(registered):
     b = conv.conv2d(x, w, method="per_group", padding="SAME")
     assert seen == [3, 1, 1, 1]
     np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-14)
+
+
+def test_auto_runs_depthwise_problems_on_the_depthwise_kernel():
+    from conv import _introspect
+
+    x, w = _inputs((2, 12, 12, 16), (3, 3, 16, 2), np.float32)
+    grouped = w.reshape(3, 3, 1, 32)
+    assert _introspect.auto_choice(x, grouped, None, padding="SAME") == "depthwise"
+    assert _introspect.auto_choice(x, np.ones((3, 3, 4, 8), np.float32), None) == "direct"
+    np.testing.assert_array_equal(conv.depthwise_conv2d(x, w, padding="SAME"),
+                                  conv.conv2d(x, grouped, padding="SAME", method="depthwise"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_depthwise_kernel_does_not_depend_on_threads(dtype):
+    x, w = _inputs((4, 40, 37, 24), (3, 3, 24, 2), dtype)
+    kwargs = dict(padding="SAME", stride=(1, 2), dilation=(2, 1))
+    base = conv.depthwise_conv2d(x, w, method="depthwise", threads=1, **kwargs)
+    _check(base, x, w.reshape(3, 3, 1, 48), kwargs, dtype, "depthwise")
+    for threads in (2, 3, 2):
+        np.testing.assert_array_equal(
+            conv.depthwise_conv2d(x, w, method="depthwise", threads=threads, **kwargs), base)

@@ -111,6 +111,17 @@ cdef extern from "_winograd.h" nogil:
     void conv_winograd_f_weights(conv_wino_weights* p, int m, int threads)
     void conv_winograd_d_weights(conv_wino_weights* p, int m, int threads)
 
+cdef extern from "_depthwise.h" nogil:
+    ctypedef struct conv_dw_problem:
+        const void* x
+        const void* w
+        void* out
+        Py_ssize_t N, H, W, C, KH, KW, M, OH, OW
+        Py_ssize_t sh, sw, dh, dw, pt, pl
+        conv_interrupt* intr
+    void conv_depthwise_f(const conv_dw_problem* p, int threads)
+    void conv_depthwise_d(const conv_dw_problem* p, int threads)
+
 cdef extern from "_peak.h" nogil:
     double conv_peak_f(long long n, double seed)
     double conv_peak_d(long long n, double seed)
@@ -330,6 +341,36 @@ cdef bint _wino_run(conv_wino_driver f32, conv_wino_driver f64, conv_wino_proble
     if p.failed:
         raise MemoryError("winograd: no memory for a task's scratch")
     return not p.nonfinite
+
+
+def conv2d_depthwise(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
+                     real[:, :, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
+                     Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl, int threads):
+    """Depthwise convolution (_depthwise.h): x (N, H, W, C), unpadded; w (KH, KW, C, M);
+    out (N, OH, OW, C * M), output channel c * M + m; pt/pl: top/left padding (padded
+    taps are skipped). Ctrl-C raises once every thread has stopped."""
+    cdef conv_dw_problem p
+    cdef _Interrupt intr
+    if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] == 0:
+        return
+    if x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] == 0:
+        out[...] = 0  # every tap in the padding
+        return
+    p.x = &x[0, 0, 0, 0]
+    p.w = &w[0, 0, 0, 0]
+    p.out = &out[0, 0, 0, 0]
+    p.N, p.H, p.W, p.C = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    p.KH, p.KW, p.M = w.shape[0], w.shape[1], w.shape[3]
+    p.OH, p.OW = out.shape[1], out.shape[2]
+    p.sh, p.sw, p.dh, p.dw, p.pt, p.pl = sh, sw, dh, dw, pt, pl
+    intr = _Interrupt()
+    p.intr = &intr.c
+    with nogil:
+        if real is float:
+            conv_depthwise_f(&p, threads)
+        else:
+            conv_depthwise_d(&p, threads)
+    intr.finish()
 
 
 def conv2d_winograd(const real[:, :, :, ::1] x, const real[:, :, :, ::1] u,
