@@ -65,9 +65,9 @@ def depthwise_conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation
     it is ``conv2d(x, w.reshape(KH, KW, 1, C_in * multiplier), groups=C_in)``, a grouped
     convolution with one input channel a group. Returns (N, OH, OW, C_in * multiplier).
     """
-    return _plan.plan_conv2d(x, _plan.depthwise_filters(x, w), stride=stride, padding=padding,
-                             dilation=dilation, threads=threads, method=method, out=out,
-                             groups=_plan.depthwise_groups(x))
+    grouped, groups = _plan.depthwise_as_grouped(x, w)
+    return _plan.plan_conv2d(x, grouped, stride=stride, padding=padding, dilation=dilation,
+                             threads=threads, method=method, out=out, groups=groups)
 
 
 def plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None, method="auto",

@@ -533,8 +533,7 @@ def make_plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None
             chosen = _auto.choose(spec, REGISTRY, spec.batch or 1)
             reason = "auto's rule"
         else:
-            candidates = [m for m in _measurable(spec)]
-            best, times = _measure(spec, candidates, patient=effort == "patient",
+            best, times = _measure(spec, _measurable(spec), patient=effort == "patient",
                                    default=_auto.choose(spec, REGISTRY, spec.batch or 1))
             chosen = best[0]
             _wisdom.record(spec, spec.batch, chosen.name, best[1], effort, times)
@@ -670,30 +669,24 @@ def _measure(spec: Spec, candidates, patient: bool, default: Optional[Method] = 
     return (best[0], best[1]), times
 
 
-def depthwise_filters(x, w) -> np.ndarray:
+def depthwise_as_grouped(x, w):
     """tf.nn.depthwise_conv2d's filters (KH, KW, C_in, multiplier) as a grouped
-    convolution's (KH, KW, 1, C_in * multiplier), after checking them against x."""
+    convolution's: ((KH, KW, 1, C_in * multiplier), groups = C_in), checked against x.
+    groups is None when x is malformed (conv2d's checks then say why) or has no channels."""
     wa = _as_array(w, "w")
     if wa.ndim != 4:
         raise ValueError(f"w must be 4-D (KH, KW, C_in, multiplier); got shape {wa.shape}")
-    c_in = np.shape(x)[-1] if np.ndim(x) == 4 else None
+    x_shape = np.shape(x)
+    c_in = x_shape[-1] if len(x_shape) == 4 else None
     if c_in is not None and wa.shape[2] != c_in:
         raise ValueError(
             f"w has C_in={wa.shape[2]} channels but x has C_in={c_in} (x is NHWC "
-            f"{tuple(np.shape(x))}, w is (KH, KW, C_in, multiplier) {wa.shape}); a depthwise "
+            f"{tuple(x_shape)}, w is (KH, KW, C_in, multiplier) {wa.shape}); a depthwise "
             f"convolution's filters have x's channels")
     kh, kw, ci, mult = wa.shape
     if ci == 0:
-        return wa.reshape(kh, kw, 0, 0)
-    return wa.reshape(kh, kw, 1, ci * mult)
-
-
-def depthwise_groups(x) -> Optional[int]:
-    """The group count of x's depthwise convolution: its C_in (None when x is malformed:
-    conv2d's checks then say why, or when it has no channels)."""
-    if np.ndim(x) != 4 or not np.shape(x)[-1]:
-        return None
-    return int(np.shape(x)[-1])
+        return wa.reshape(kh, kw, 0, 0), None
+    return wa.reshape(kh, kw, 1, ci * mult), (int(c_in) if c_in else None)
 
 
 def _choose_auto(spec: Spec, n: int):

@@ -142,6 +142,13 @@ def registered():
             pass
 
 
+def normal_inputs(x_shape, w_shape, dtype=np.float64, seed=0):
+    """x and w of these shapes, standard normal values from one seeded generator."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(x_shape).astype(dtype),
+            rng.standard_normal(w_shape).astype(dtype))
+
+
 def vector_and_scalar_runs(tmp_path, source, cflags):
     """Build the C program ``source`` against conv's kernel headers twice, with the GCC/Clang
     vector extensions and without them (CONV_NO_VECTOR_EXT: the plain C that other

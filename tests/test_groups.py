@@ -9,7 +9,7 @@ import pytest
 
 import conv
 import conv.testing as kit
-from conftest import tf_conv2d, tf_result_defined
+from conftest import normal_inputs, tf_conv2d, tf_result_defined
 
 METHODS = [m for m in conv.list_methods() if m != "tensorflow"] + ["auto"]
 GEOMETRY = [
@@ -19,12 +19,6 @@ GEOMETRY = [
     dict(padding=((1, 0), (2, 1)), dilation=2),
     dict(padding="SAME", stride=(2, 1), dilation=(1, 2)),
 ]
-
-
-def _inputs(x_shape, w_shape, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(x_shape).astype(dtype),
-            rng.standard_normal(w_shape).astype(dtype))
 
 
 def _check(got, x, w, kwargs, dtype, method):
@@ -40,7 +34,7 @@ def _check(got, x, w, kwargs, dtype, method):
 @pytest.mark.parametrize("method", METHODS)
 def test_grouped_against_the_exact_reference(method, kwargs, groups, dtype):
     """groups 1..C_in (6 input channels), two output channels a group."""
-    x, w = _inputs((2, 9, 8, 6), (3, 3, 6 // groups, 2 * groups), dtype)
+    x, w = normal_inputs((2, 9, 8, 6), (3, 3, 6 // groups, 2 * groups), dtype)
     got = conv.conv2d(x, w, method=method, **kwargs)
     _check(got, x, w, kwargs, dtype, method)
     # stating the count changes nothing; a plan gives the same bits
@@ -55,7 +49,7 @@ def test_grouped_against_the_exact_reference(method, kwargs, groups, dtype):
 @pytest.mark.parametrize("kwargs", GEOMETRY[:4], ids=str)
 @pytest.mark.parametrize("w_shape", [(3, 3, 2, 6), (1, 1, 1, 8), (2, 3, 4, 4)], ids=str)
 def test_grouped_against_tensorflow(tf, w_shape, kwargs, dtype):
-    x, w = _inputs((2, 9, 8, 8 if w_shape[2] != 2 else 6), w_shape, dtype)
+    x, w = normal_inputs((2, 9, 8, 8 if w_shape[2] != 2 else 6), w_shape, dtype)
     if not tf_result_defined(x, w, **kwargs):
         pytest.skip("TensorFlow's result is not defined the same on every build here")
     try:
@@ -73,7 +67,7 @@ def test_grouped_against_tensorflow(tf, w_shape, kwargs, dtype):
                                     dict(padding="SAME", stride=2),
                                     dict(padding="SAME", dilation=2)], ids=str)
 def test_depthwise_against_tensorflow(tf, kwargs, mult, dtype):
-    x, w = _inputs((2, 10, 9, 5), (3, 3, 5, mult), dtype)
+    x, w = normal_inputs((2, 10, 9, 5), (3, 3, 5, mult), dtype)
     s, d = kwargs.get("stride", 1), kwargs.get("dilation", 1)
     want = tf.nn.depthwise_conv2d(x, w, [1, s, s, 1], kwargs["padding"],
                                   dilations=[d, d]).numpy()
@@ -89,7 +83,7 @@ def test_depthwise_against_tensorflow(tf, kwargs, mult, dtype):
 def test_depthwise_is_the_grouped_convolution(method, kwargs):
     """Output channel c * multiplier + m is input channel c with filter m: against the
     exact reference of the grouped form, in every method."""
-    x, w = _inputs((2, 8, 9, 4), (3, 2, 4, 3), np.float64)
+    x, w = normal_inputs((2, 8, 9, 4), (3, 2, 4, 3), np.float64)
     got = conv.depthwise_conv2d(x, w, method=method, **kwargs)
     grouped = w.reshape(3, 2, 1, 12)
     _check(got, x, grouped, kwargs, np.float64, method)
@@ -99,7 +93,7 @@ def test_depthwise_is_the_grouped_convolution(method, kwargs):
 
 
 def test_depthwise_out_and_inputs_untouched():
-    x, w = _inputs((1, 6, 6, 3), (3, 3, 3, 2), np.float32)
+    x, w = normal_inputs((1, 6, 6, 3), (3, 3, 3, 2), np.float32)
     x0, w0 = x.copy(), w.copy()
     out = np.empty((1, 6, 6, 6), np.float32)
     assert conv.depthwise_conv2d(x, w, padding="SAME", out=out) is out
@@ -149,7 +143,7 @@ def test_a_method_that_supports_groups_gets_the_whole_problem(registered):
 
     registered(conv.Method("grouped_itself", kernel, supports_groups=True))
     registered(conv.Method("per_group", kernel))
-    x, w = _inputs((1, 7, 7, 6), (3, 3, 2, 6), np.float64)
+    x, w = normal_inputs((1, 7, 7, 6), (3, 3, 2, 6), np.float64)
     a = conv.conv2d(x, w, method="grouped_itself", padding="SAME")
     b = conv.conv2d(x, w, method="per_group", padding="SAME")
     assert seen == [3, 1, 1, 1]
@@ -159,7 +153,7 @@ def test_a_method_that_supports_groups_gets_the_whole_problem(registered):
 def test_auto_runs_depthwise_problems_on_the_depthwise_kernel():
     from conv import _introspect
 
-    x, w = _inputs((2, 12, 12, 16), (3, 3, 16, 2), np.float32)
+    x, w = normal_inputs((2, 12, 12, 16), (3, 3, 16, 2), np.float32)
     grouped = w.reshape(3, 3, 1, 32)
     assert _introspect.auto_choice(x, grouped, None, padding="SAME") == "depthwise"
     assert _introspect.auto_choice(x, np.ones((3, 3, 4, 8), np.float32), None) == "direct"
@@ -169,7 +163,7 @@ def test_auto_runs_depthwise_problems_on_the_depthwise_kernel():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_depthwise_kernel_does_not_depend_on_threads(dtype):
-    x, w = _inputs((4, 40, 37, 24), (3, 3, 24, 2), dtype)
+    x, w = normal_inputs((4, 40, 37, 24), (3, 3, 24, 2), dtype)
     kwargs = dict(padding="SAME", stride=(1, 2), dilation=(2, 1))
     base = conv.depthwise_conv2d(x, w, method="depthwise", threads=1, **kwargs)
     _check(base, x, w.reshape(3, 3, 1, 48), kwargs, dtype, "depthwise")

@@ -18,6 +18,7 @@ import conv
 import conv.testing as kit
 from conv import _introspect, _plan, _wisdom
 
+from conftest import normal_inputs
 from test_frontend import BAD, W, X
 
 FAST = [m for m in conv.list_methods() if m not in ("python", "tensorflow")]
@@ -29,12 +30,6 @@ def no_wisdom():
     conv.forget_wisdom()
     yield
     conv.forget_wisdom()
-
-
-def _inputs(x_shape, w_shape, dtype=np.float64, seed=0):
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(x_shape).astype(dtype),
-            rng.standard_normal(w_shape).astype(dtype))
 
 
 # ======================================================= same as conv2d, bit for bit
@@ -49,7 +44,7 @@ GEOMETRY = list(itertools.product(
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("padding, stride, dilation", GEOMETRY, ids=str)
 def test_a_plan_gives_conv2d_bit_for_bit(method, dtype, padding, stride, dilation):
-    x, w = _inputs((3, 9, 8, 5), (3, 3, 5, 17), dtype)
+    x, w = normal_inputs((3, 9, 8, 5), (3, 3, 5, 17), dtype)
     kw = dict(stride=stride, padding=padding, dilation=dilation)
     for batch in (None, 3):
         p = conv.plan((batch, 9, 8, 5), w, method=method, **kw)
@@ -64,7 +59,7 @@ def test_a_plan_gives_conv2d_bit_for_bit(method, dtype, padding, stride, dilatio
 
 
 def test_the_pure_python_method_and_a_1x1_kernel_plan_too():
-    x, w = _inputs((2, 5, 6, 3), (1, 1, 3, 4))
+    x, w = normal_inputs((2, 5, 6, 3), (1, 1, 3, 4))
     p = conv.plan((None, 5, 6, 3), w, method="python", stride=2)
     np.testing.assert_array_equal(p(x), conv.conv2d(x, w, method="python", stride=2))
 
@@ -74,7 +69,7 @@ def test_the_pure_python_method_and_a_1x1_kernel_plan_too():
 def test_nonfinite_weights_plan_like_conv2d(method, padding):
     """Inf/NaN weights with padding: methods conv pads for run band by band (each band its
     own prepared kernel), and the NaN/Inf pattern is conv2d's."""
-    x, w = _inputs((2, 6, 7, 3), (3, 3, 3, 4))
+    x, w = normal_inputs((2, 6, 7, 3), (3, 3, 3, 4))
     w[0, 1, 2, 1] = np.inf
     w[2, 2, 0, 3] = np.nan
     for dilation in (1, 2):
@@ -86,7 +81,7 @@ def test_nonfinite_weights_plan_like_conv2d(method, padding):
 def test_winograd_plans_keep_their_transformed_weights_and_fall_back_exactly():
     """Tiles-outer order (many tiles): the transform is kept between calls; an Inf in x
     sends that call to direct's packed weights, exactly as conv2d does."""
-    x, w = _inputs((8, 16, 16, 24), (3, 3, 24, 20), np.float32)
+    x, w = normal_inputs((8, 16, 16, 24), (3, 3, 24, 20), np.float32)
     p = conv.plan((None, 16, 16, 24), w, method="winograd", padding="SAME")
     first = p(x)
     np.testing.assert_array_equal(first, conv.conv2d(x, w, method="winograd", padding="SAME"))
@@ -99,7 +94,7 @@ def test_winograd_plans_keep_their_transformed_weights_and_fall_back_exactly():
 
 
 def test_float16_integer_and_dtype_argument():
-    x, w = _inputs((1, 6, 6, 2), (3, 3, 2, 3))
+    x, w = normal_inputs((1, 6, 6, 2), (3, 3, 2, 3))
     x16, w16 = x.astype(np.float16), w.astype(np.float16)
     p = conv.plan(x16.shape, w16)
     assert p.dtype == np.float16 and p.compute_dtype == np.float32
@@ -127,7 +122,7 @@ def test_empty_batches_and_empty_outputs():
 
 # ============================================================== the plan's own copy
 def test_changing_w_after_planning_changes_nothing():
-    x, w = _inputs((2, 6, 6, 3), (3, 3, 3, 5))
+    x, w = normal_inputs((2, 6, 6, 3), (3, 3, 3, 5))
     p = conv.plan(x.shape, w)
     before = p(x)
     w *= -7
@@ -135,7 +130,7 @@ def test_changing_w_after_planning_changes_nothing():
 
 
 def test_inputs_are_never_modified():
-    x, w = _inputs((2, 6, 6, 3), (3, 3, 3, 5))
+    x, w = normal_inputs((2, 6, 6, 3), (3, 3, 3, 5))
     xc, wc = x.copy(), w.copy()
     p = conv.plan(x.shape, w, padding="SAME")
     p(x)
@@ -144,8 +139,8 @@ def test_inputs_are_never_modified():
     np.testing.assert_array_equal(w, wc)
 
 
-def test_read_only_and_strided_inputs():
-    x, w = _inputs((2, 6, 6, 3), (3, 3, 3, 5))
+def test_read_only_and_stridednormal_inputs():
+    x, w = normal_inputs((2, 6, 6, 3), (3, 3, 3, 5))
     w.flags.writeable = False
     p = conv.plan((None, 6, 6, 3), w)
     xf = np.asfortranarray(x)
@@ -171,7 +166,7 @@ def _out_cases(shape, dtype):
 
 @pytest.mark.parametrize("how", ["conv2d", "plan"])
 def test_out_receives_the_result(how):
-    x, w = _inputs((2, 7, 7, 3), (3, 3, 3, 4))
+    x, w = normal_inputs((2, 7, 7, 3), (3, 3, 3, 4))
     want = conv.conv2d(x, w, padding="SAME", stride=2)
     out = np.full(want.shape, np.nan)
     if how == "conv2d":
@@ -186,7 +181,7 @@ def test_out_receives_the_result(how):
 @pytest.mark.parametrize("case", _out_cases((2, 3, 3, 4), np.float64), ids=lambda c: c[0])
 def test_bad_out(how, case):
     _, exc, match, out = case
-    x, w = _inputs((2, 5, 5, 3), (3, 3, 3, 4))
+    x, w = normal_inputs((2, 5, 5, 3), (3, 3, 3, 4))
     with pytest.raises(exc, match=match):
         if how == "conv2d":
             conv.conv2d(x, w, out=out)
@@ -317,7 +312,7 @@ def test_one_plan_called_from_several_threads_at_once():
 
 @pytest.mark.parametrize("method", ["auto", "winograd", "numpy"])
 def test_plans_pickle_and_repack(method):
-    x, w = _inputs((4, 10, 10, 16), (3, 3, 16, 16), np.float32)
+    x, w = normal_inputs((4, 10, 10, 16), (3, 3, 16, 16), np.float32)
     p = conv.plan((None, 10, 10, 16), w, method=method, padding="SAME", threads=1)
     q = pickle.loads(pickle.dumps(p))
     assert (q.method, q.threads, q.x_shape, q.padding) == (p.method, 1, p.x_shape, p.padding)
@@ -335,7 +330,7 @@ def _call_in_worker(args):
 
 
 def test_a_plan_travels_to_another_process():
-    x, w = _inputs((2, 8, 8, 4), (3, 3, 4, 6), np.float32)
+    x, w = normal_inputs((2, 8, 8, 4), (3, 3, 4, 6), np.float32)
     p = conv.plan((None, 8, 8, 4), w, padding="SAME")
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         got = pool.map(_call_in_worker, [(p, x)])[0]
@@ -374,7 +369,7 @@ def _counting_method(name, **caps):
 def test_prepare_runs_once_per_plan_and_run_once_per_kernel_call(registered):
     method, calls = _counting_method("counted", supports_dilation=False, pads_itself=True)
     registered(method)
-    x, w = _inputs((2, 9, 9, 2), (3, 3, 2, 3))
+    x, w = normal_inputs((2, 9, 9, 2), (3, 3, 2, 3))
     p = conv.plan((None, 9, 9, 2), w, method="counted", dilation=2, padding="SAME")
     assert calls == {"prepare": 1, "run": 0, "kernel": 0}
     for _ in range(3):
@@ -417,7 +412,7 @@ PROBLEM = dict(x_shape=(2, 12, 12, 16), w_shape=(3, 3, 16, 16), padding="SAME")
 
 
 def _measured(effort="measure", **kw):
-    x, w = _inputs(PROBLEM["x_shape"], PROBLEM["w_shape"], np.float32)
+    x, w = normal_inputs(PROBLEM["x_shape"], PROBLEM["w_shape"], np.float32)
     p = conv.plan(PROBLEM["x_shape"], w, padding="SAME", effort=effort, **kw)
     return p, x, w
 
@@ -443,7 +438,7 @@ def test_a_near_tie_goes_to_the_rules_choice(registered, monkeypatch):
     within TIE of the fastest keeps auto's rule's choice (direct, on this problem)."""
     direct = conv.get_method("direct")
     registered(conv.Method("twin", direct.kernel, parallel=True, pads_itself=True))
-    x, w = _inputs(PROBLEM["x_shape"], PROBLEM["w_shape"], np.float32)
+    x, w = normal_inputs(PROBLEM["x_shape"], PROBLEM["w_shape"], np.float32)
     assert _introspect.auto_choice(x, w, None, padding="SAME") == "direct"
     monkeypatch.setattr(_plan, "TIE", 100.0)  # everything ties
     p, _, _ = _measured()
@@ -466,7 +461,7 @@ def test_patient_also_measures_thread_counts():
 
 
 def test_a_method_given_with_patient_effort_measures_its_threads():
-    x, w = _inputs((1, 12, 12, 8), (3, 3, 8, 8))
+    x, w = normal_inputs((1, 12, 12, 8), (3, 3, 8, 8))
     p = conv.plan(x.shape, w, method="direct", effort="patient", threads=2)
     assert p.method == "direct"
     if _introspect.available_cpus() >= 2:
@@ -500,7 +495,7 @@ def test_wisdom_round_trip_and_what_auto_does_with_it(tmp_path):
     assert entry["problem"]["x_shape"] == list(PROBLEM["x_shape"])
     assert entry["environment"]["methods"]["direct"].startswith("conv2d-cpu")
     conv.forget_wisdom()
-    x, w = _inputs(PROBLEM["x_shape"], PROBLEM["w_shape"], np.float32)
+    x, w = normal_inputs(PROBLEM["x_shape"], PROBLEM["w_shape"], np.float32)
     rule = _introspect.auto_choice(x, w, None, padding="SAME")
     # a hand-edited entry: auto follows it ("numpy" is never auto's rule here)
     entry["method"] = "numpy"
