@@ -1,70 +1,196 @@
-/* conv's depthwise kernel: each input channel convolved with its own filters,
- * tf.nn.depthwise_conv2d's semantics (x (N, H, W, C), w (KH, KW, C, M), output channel
- * c * M + m). Memory bound, so built for streaming: a task is one output row; each output
- * pixel's C * M sums live in the (L1-resident) output row and are updated tap by tap with
- * loops over channels the compiler vectorizes. Padded taps are skipped, never multiplied,
- * and each sum runs over the taps in the order (i, j), whatever the thread count.
+/* conv's grouped kernel for few channels a group, depthwise convolution above all
+ * (tf.nn.depthwise_conv2d: one input channel a group). Memory bound, so built for
+ * streaming: a task is one output row, which reads its KH input rows once.
+ *
+ *   x (N, H, W, C) unpadded; w (KH, KW, Cg, CO), HWIO as conv2d takes it; out (N, OH,
+ *   OW, CO). Group g = C / Cg groups reads x channels [g*Cg, (g+1)*Cg) and writes output
+ *   channels [g*Mg, (g+1)*Mg), Mg = CO / (C / Cg). A depthwise filter (KH, KW, C, M) is
+ *   w (KH, KW, 1, C*M): output channel c*M + m.
+ *
+ * Depthwise with multiplier 1 (Cg = Mg = 1, MobileNet's layers) has a register-blocked
+ * path: CONV_DW_PX output pixels of a row at once, one vector of channels each, summed in
+ * registers over the taps and stored once. Every other case (and the border pixels, whose
+ * padded taps are skipped) updates each output pixel in the (L1-resident) output row tap by
+ * tap. Either way each sum starts at zero and runs over the taps in the order (i, j, t)
+ * (t: the channel within the group), one multiply-add a term, padded taps skipped, never
+ * multiplied (NaN/Inf propagate exactly as in the sum), whatever the path or thread count.
  * Included by _kernels.pxi. */
 #ifndef CONV_DEPTHWISE_H
 #define CONV_DEPTHWISE_H
 #include <stddef.h>
+#include "_simd.h"
 #include "_pool.h"
 #include "_drivers.h" /* conv_chunk */
 
 typedef struct {
-    const void *x, *w;               /* x (N, H, W, C), unpadded; w (KH, KW, C, M) */
-    void *out;                       /* (N, OH, OW, C * M) */
-    ptrdiff_t N, H, W, C, KH, KW, M, OH, OW;
+    const void *x, *w;               /* x (N, H, W, C), unpadded; w (KH, KW, Cg, CO) */
+    void *out;                       /* (N, OH, OW, CO) */
+    ptrdiff_t N, H, W, C, KH, KW, Cg, CO, OH, OW;
     ptrdiff_t sh, sw, dh, dw, pt, pl;
     conv_interrupt *intr;            /* checked between rows; NULL: not interruptible */
 } conv_dw_problem;
 
-#define CONV_DEPTHWISE(T, NAME)                                                            \
-static void NAME##_tap(T *restrict o, const T *restrict xp, const T *restrict wt,          \
-                       ptrdiff_t C, ptrdiff_t M) {                                         \
-    ptrdiff_t c, m;                                                                        \
-    if (M == 1) {                                                                          \
-        for (c = 0; c < C; c++)                                                            \
-            o[c] += xp[c] * wt[c];                                                         \
-    } else {                                                                               \
-        for (c = 0; c < C; c++)                                                            \
-            for (m = 0; m < M; m++)                                                        \
-                o[c * M + m] += xp[c] * wt[c * M + m];                                     \
+/* output pixels a register block holds: their sums plus one weight vector and one input
+ * vector fit the vector registers with room to spare */
+#define CONV_DW_PX (CONV_VREGS >= 32 ? 8 : 6)
+/* kernel rows the register-blocked path takes (taller filters take the other) */
+#define CONV_DW_MAXKH 64
+
+/* The first output column whose taps all fall inside the row, and one past the last. */
+static void conv_dw_interior(const conv_dw_problem *p, ptrdiff_t *lo, ptrdiff_t *hi) {
+    const ptrdiff_t reach = (p->KW - 1) * p->dw, last = p->W - 1 + p->pl - reach;
+    *lo = (p->pl + p->sw - 1) / p->sw;
+    *hi = last < 0 ? 0 : last / p->sw + 1;
+    if (*hi > p->OW) *hi = p->OW;
+    if (*lo > *hi) *lo = *hi;
+}
+
+#define CONV_DEPTHWISE(T, V, LANES, LOAD, STORE, NAME)                                     \
+/* one output pixel, any groups: padded taps skipped, sums updated in o */                 \
+static void NAME##_pixel(const conv_dw_problem *p, const T *xn, const T *w, T *o,          \
+                         ptrdiff_t oy, ptrdiff_t ox) {                                     \
+    const ptrdiff_t Cg = p->Cg, CO = p->CO, Mg = CO / (p->C / Cg);                         \
+    ptrdiff_t i, j, t, g, m, k;                                                            \
+    for (k = 0; k < CO; k++)                                                               \
+        o[k] = 0;                                                                          \
+    for (i = 0; i < p->KH; i++) {                                                          \
+        const ptrdiff_t iy = oy * p->sh - p->pt + i * p->dh;                               \
+        if (iy < 0 || iy >= p->H) continue;                                                \
+        for (j = 0; j < p->KW; j++) {                                                      \
+            const ptrdiff_t ix = ox * p->sw - p->pl + j * p->dw;                           \
+            const T *xp, *wt;                                                              \
+            if (ix < 0 || ix >= p->W) continue;                                            \
+            xp = xn + (iy * p->W + ix) * p->C;                                             \
+            wt = w + (i * p->KW + j) * Cg * CO;                                            \
+            if (Cg == 1 && Mg == 1) {                                                      \
+                for (k = 0; k < CO; k++)                                                   \
+                    o[k] += xp[k] * wt[k];                                                 \
+            } else if (Cg == 1) {                                                          \
+                for (g = 0; g < p->C; g++)                                                 \
+                    for (m = 0; m < Mg; m++)                                               \
+                        o[g * Mg + m] += xp[g] * wt[g * Mg + m];                           \
+            } else {                                                                       \
+                for (t = 0; t < Cg; t++)                                                   \
+                    for (g = 0; g * Cg < p->C; g++)                                        \
+                        for (m = 0; m < Mg; m++)                                           \
+                            o[g * Mg + m] += xp[g * Cg + t] * wt[t * CO + g * Mg + m];     \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+}                                                                                          \
+/* channels c0.. (fewer than a vector) of NAME##_block's pixels, one at a time */         \
+static void NAME##_tail(const conv_dw_problem *p, const T *const *xr, const ptrdiff_t *ir, \
+                        ptrdiff_t nr, const T *w, T *o, ptrdiff_t ox, ptrdiff_t c0,        \
+                        const int PX, const int CHECK) {                                   \
+    const ptrdiff_t C = p->C, KW = p->KW, step = p->sw * C, tap = p->dw * C;               \
+    const ptrdiff_t ix0 = ox * p->sw - p->pl;                                              \
+    ptrdiff_t c, r, j, q;                                                                  \
+    for (c = c0; c < C; c++) {                                                             \
+        T acc[CONV_DW_PX];                                                                 \
+        for (q = 0; q < PX; q++)                                                           \
+            acc[q] = 0;                                                                    \
+        for (r = 0; r < nr; r++) {                                                         \
+            const T *xp = xr[r] + c, *wp = w + ir[r] * KW * C + c;                         \
+            for (j = 0; j < KW; j++, xp += tap, wp += C) {                                 \
+                if (CHECK && (ix0 + j * p->dw < 0 || ix0 + j * p->dw >= p->W)) continue;   \
+                for (q = 0; q < PX; q++)                                                   \
+                    acc[q] += xp[q * step] * *wp;                                          \
+            }                                                                              \
+        }                                                                                  \
+        for (q = 0; q < PX; q++)                                                           \
+            o[q * C + c] = acc[q];                                                         \
+    }                                                                                      \
+}                                                                                          \
+/* PX output pixels ox.. of a depthwise (multiplier 1) row, summed in registers: xr[r] is  \
+ * the first pixel's first tap in valid input row r (kernel row ir[r]); with CHECK (one     \
+ * pixel at the border) taps outside the row are skipped */                                \
+static inline void NAME##_block(const conv_dw_problem *p, const T *const *xr,              \
+                                const ptrdiff_t *ir, ptrdiff_t nr, const T *w, T *o,       \
+                                ptrdiff_t ox, const int PX, const int CHECK) {             \
+    const ptrdiff_t C = p->C, KW = p->KW, step = p->sw * C, tap = p->dw * C;               \
+    const ptrdiff_t ix0 = ox * p->sw - p->pl;                                              \
+    ptrdiff_t c, r, j, q;                                                                  \
+    for (c = 0; c + LANES <= C; c += LANES) {                                              \
+        V acc[CONV_DW_PX];                                                                 \
+        for (q = 0; q < PX; q++)                                                           \
+            acc[q] = (V){0};                                                               \
+        for (r = 0; r < nr; r++) {                                                         \
+            const T *xp = xr[r] + c, *wp = w + ir[r] * KW * C + c;                         \
+            for (j = 0; j < KW; j++, xp += tap, wp += C) {                                 \
+                const V wv = LOAD(wp);                                                     \
+                if (CHECK && (ix0 + j * p->dw < 0 || ix0 + j * p->dw >= p->W)) continue;   \
+                for (q = 0; q < PX; q++)                                                   \
+                    acc[q] += LOAD(xp + q * step) * wv;                                    \
+            }                                                                              \
+        }                                                                                  \
+        for (q = 0; q < PX; q++)                                                           \
+            STORE(o + q * C + c, acc[q]);                                                  \
+    }                                                                                      \
+    if (c < C) /* the channels past the last whole vector */                               \
+        NAME##_tail(p, xr, ir, nr, w, o, ox, c, PX, CHECK);                                \
+}                                                                                          \
+/* one depthwise (multiplier 1) output row, in register blocks of CONV_DW_PX pixels, then   \
+ * fewer, the border pixels one at a time */                                               \
+static void NAME##_row(const conv_dw_problem *p, const T *xn, const T *w, T *o,            \
+                       ptrdiff_t oy, ptrdiff_t lo, ptrdiff_t hi) {                         \
+    const ptrdiff_t C = p->C;                                                              \
+    const T *xr[CONV_DW_MAXKH], *xb[CONV_DW_MAXKH];                                        \
+    ptrdiff_t ir[CONV_DW_MAXKH], nr = 0, i, ox = 0, r;                                     \
+    for (i = 0; i < p->KH; i++) {                                                          \
+        const ptrdiff_t iy = oy * p->sh - p->pt + i * p->dh;                               \
+        if (iy < 0 || iy >= p->H) continue;                                                \
+        xb[nr] = xn + iy * p->W * C;                                                       \
+        ir[nr++] = i;                                                                      \
+    }                                                                                      \
+    while (ox < p->OW) {                                                                   \
+        const ptrdiff_t left = ox >= lo ? hi - ox : 0;                                     \
+        const ptrdiff_t ix0 = ox * p->sw - p->pl;                                          \
+        for (r = 0; r < nr; r++)                                                           \
+            xr[r] = xb[r] + ix0 * C;                                                       \
+        if (left >= CONV_DW_PX) {                                                   \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, CONV_DW_PX, 0);                 \
+            ox += CONV_DW_PX;                                                              \
+        } else if (left >= 4) {                                                            \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 4, 0);                          \
+            ox += 4;                                                                       \
+        } else if (left >= 1) {                                                            \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 1, 0);                          \
+            ox += 1;                                                                       \
+        } else {                                                                           \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 1, 1);                          \
+            ox += 1;                                                                       \
+        }                                                                                  \
     }                                                                                      \
 }                                                                                          \
 static void NAME##_rows(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {                 \
     const conv_dw_problem *p = (const conv_dw_problem *)ctx;                               \
     const T *x = (const T *)p->x, *w = (const T *)p->w;                                    \
-    const ptrdiff_t C = p->C, M = p->M, CM = p->C * p->M;                                  \
-    ptrdiff_t row;                                                                         \
+    const int blocked = p->Cg == 1 && p->CO == p->C && p->KH <= CONV_DW_MAXKH;              \
+    ptrdiff_t row, lo, hi;                                                                 \
+    conv_dw_interior(p, &lo, &hi);                                                         \
     for (row = begin; row < end; row++) {                                                  \
         const ptrdiff_t n = row / p->OH, oy = row - n * p->OH;                             \
-        T *o = (T *)p->out + row * p->OW * CM;                                             \
-        ptrdiff_t ox, i, j, k;                                                             \
+        const T *xn = x + n * p->H * p->W * p->C;                                          \
+        T *o = (T *)p->out + row * p->OW * p->CO;                                          \
+        ptrdiff_t ox;                                                                      \
         if (conv_interrupted(p->intr, row)) return;  /* Ctrl-C: every thread stops */      \
-        for (ox = 0; ox < p->OW; ox++, o += CM) {                                          \
-            for (k = 0; k < CM; k++)                                                       \
-                o[k] = 0;                                                                  \
-            for (i = 0; i < p->KH; i++) {                                                  \
-                const ptrdiff_t iy = oy * p->sh - p->pt + i * p->dh;                       \
-                if (iy < 0 || iy >= p->H) continue;                                        \
-                for (j = 0; j < p->KW; j++) {                                              \
-                    const ptrdiff_t ix = ox * p->sw - p->pl + j * p->dw;                   \
-                    if (ix < 0 || ix >= p->W) continue;                                    \
-                    NAME##_tap(o, x + ((n * p->H + iy) * p->W + ix) * C,                   \
-                               w + (i * p->KW + j) * CM, C, M);                            \
-                }                                                                          \
-            }                                                                              \
+        if (blocked) {                                                                     \
+            NAME##_row(p, xn, w, o, oy, lo, hi);                                           \
+            continue;                                                                      \
         }                                                                                  \
+        for (ox = 0; ox < p->OW; ox++)                                                     \
+            NAME##_pixel(p, xn, w, o + ox * p->CO, oy, ox);                                \
     }                                                                                      \
 }                                                                                          \
 static void NAME(const conv_dw_problem *p, int threads) {                                  \
     const ptrdiff_t rows = p->N * p->OH;                                                   \
-    if (rows == 0 || p->OW == 0 || p->C * p->M == 0) return;                               \
+    if (rows == 0 || p->OW == 0 || p->CO == 0) return;                                     \
     conv_pool_run(threads, rows, conv_chunk(rows, threads), NAME##_rows, p);               \
 }
 
-CONV_DEPTHWISE(float, conv_depthwise_f)
-CONV_DEPTHWISE(double, conv_depthwise_d)
+CONV_DEPTHWISE(float, conv_vf32, CONV_LANES_F32, conv_load_f32, conv_store_f32,
+               conv_depthwise_f)
+CONV_DEPTHWISE(double, conv_vf64, CONV_LANES_F64, conv_load_f64, conv_store_f64,
+               conv_depthwise_d)
 
 #endif /* CONV_DEPTHWISE_H */

@@ -116,7 +116,7 @@ cdef extern from "_depthwise.h" nogil:
         const void* x
         const void* w
         void* out
-        Py_ssize_t N, H, W, C, KH, KW, M, OH, OW
+        Py_ssize_t N, H, W, C, KH, KW, Cg, CO, OH, OW
         Py_ssize_t sh, sw, dh, dw, pt, pl
         conv_interrupt* intr
     void conv_depthwise_f(const conv_dw_problem* p, int threads)
@@ -346,11 +346,15 @@ cdef bint _wino_run(conv_wino_driver f32, conv_wino_driver f64, conv_wino_proble
 def conv2d_depthwise(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
                      real[:, :, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
                      Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl, int threads):
-    """Depthwise convolution (_depthwise.h): x (N, H, W, C), unpadded; w (KH, KW, C, M);
-    out (N, OH, OW, C * M), output channel c * M + m; pt/pl: top/left padding (padded
-    taps are skipped). Ctrl-C raises once every thread has stopped."""
+    """Grouped convolution with few channels a group (_depthwise.h): x (N, H, W, C),
+    unpadded; w (KH, KW, Cg, CO) with C / Cg groups (depthwise: Cg = 1, output channel
+    c * M + m); out (N, OH, OW, CO); pt/pl: top/left padding (padded taps are skipped).
+    Ctrl-C raises once every thread has stopped."""
     cdef conv_dw_problem p
     cdef _Interrupt intr
+    if (w.shape[2] == 0 or x.shape[3] % w.shape[2] or out.shape[3] != w.shape[3]
+            or out.shape[0] != x.shape[0] or w.shape[3] % (x.shape[3] // w.shape[2])):
+        raise ValueError("conv2d_depthwise: x, w and out do not make a grouped convolution")
     if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] == 0:
         return
     if x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] == 0:
@@ -360,7 +364,7 @@ def conv2d_depthwise(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
     p.w = &w[0, 0, 0, 0]
     p.out = &out[0, 0, 0, 0]
     p.N, p.H, p.W, p.C = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
-    p.KH, p.KW, p.M = w.shape[0], w.shape[1], w.shape[3]
+    p.KH, p.KW, p.Cg, p.CO = w.shape[0], w.shape[1], w.shape[2], w.shape[3]
     p.OH, p.OW = out.shape[1], out.shape[2]
     p.sh, p.sw, p.dh, p.dw, p.pt, p.pl = sh, sw, dh, dw, pt, pl
     intr = _Interrupt()

@@ -1,50 +1,61 @@
-""""depthwise": a compiled kernel for depthwise convolutions, one input channel a group.
+""""depthwise": a compiled kernel for grouped convolutions with few channels a group,
+depthwise ones above all.
 
-A grouped problem whose groups each read one input channel (``conv.depthwise_conv2d``,
-or ``conv2d`` with w's C_in = 1 and x's C_in > 1) runs on _depthwise.h: a task is one
-output row, each output pixel's channels updated tap by tap with vectorized loops over
-channels, so the input streams through once per output row (the work is bound by
-memory, not by flops). Padded taps are skipped, not multiplied, so NaN/Inf propagate
-exactly; each sum runs over the taps in the order (i, j) whatever the thread count.
+Every grouped problem (``conv.depthwise_conv2d``, or ``conv2d`` with x's C_in a multiple
+of w's) runs on _depthwise.h, which is bound by memory, not by flops: a task is one output
+row, which reads its input rows once. Depthwise problems with multiplier 1 hold several
+output pixels' channel vectors in registers over all taps; other grouped problems update
+each output pixel tap by tap. Padded taps are skipped, not multiplied, so NaN/Inf propagate
+exactly; each sum runs over the taps in the order (i, j, channel in the group) whatever the
+path or the thread count. auto uses it where groups are small (see conv/_auto.py).
 
-Every other problem (ordinary or grouped with several channels a group) runs on
-"direct", through conv2d.
+Ordinary problems (one group) run on "direct"'s kernel.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .._contract import Method, Problem
-from . import _compiled
+from . import _compiled, direct
 
 
-def is_depthwise(p: Problem) -> bool:
-    """Whether the compiled depthwise kernel computes ``p`` (one input channel a group)."""
-    return p.w.shape[2] == 1 and p.x.shape[3] > 1
+def runs_here(p: Problem) -> bool:
+    """Whether the grouped kernel computes ``p`` (any grouped problem; ordinary ones run on
+    direct's kernel)."""
+    return p.groups > 1
+
+
+def _run(p: Problem, out=None) -> np.ndarray:
+    """The depthwise kernel on ``p``, into ``out`` when given (the contract has checked it)."""
+    if out is None:
+        out = np.empty(p.out_shape, dtype=p.x.dtype)
+    # a thread per 256 KB moved at most: waking a worker costs more on the smallest layers
+    threads = max(1, min(p.threads, (p.x.nbytes + out.nbytes) // (1 << 18)))
+    _compiled.kernels.conv2d_depthwise(p.x, p.w, out, p.stride[0], p.stride[1], p.dilation[0],
+                                       p.dilation[1], p.padding[0][0], p.padding[1][0], threads)
+    return out
 
 
 def _kernel(p: Problem) -> np.ndarray:
-    if not is_depthwise(p):
-        import conv
+    if runs_here(p):
+        return _run(p)
+    return direct.METHOD.kernel(p)
 
-        return conv.conv2d(p.x, p.w, method="direct", stride=p.stride, padding=p.padding,
-                           dilation=p.dilation, threads=p.threads)
-    kh, kw, _, cm = p.w.shape
-    c = p.x.shape[3]
-    out = np.empty(p.out_shape, dtype=p.x.dtype)
-    threads = max(1, min(p.threads, (p.x.nbytes + out.nbytes) // (1 << 18)))
-    _compiled.kernels.conv2d_depthwise(p.x, p.w.reshape(kh, kw, c, cm // c), out,
-                                       p.stride[0], p.stride[1], p.dilation[0], p.dilation[1],
-                                       p.padding[0][0], p.padding[1][0], threads)
-    return out
+
+def _prepare(template: Problem):
+    if runs_here(template):
+        return _run  # nothing to prepare: the filters are read as they are
+    return direct.METHOD.prepare(template)
 
 
 METHOD = Method(
     name="depthwise",
     kernel=_kernel,
-    description="Depthwise convolution (one input channel a group) in C: output rows on "
-    "conv's thread pool, channels vectorized, taps in order; other problems run on direct.",
+    description="Grouped convolution with few channels a group, depthwise above all, in C: "
+    "output rows on conv's thread pool, register-blocked over pixels and vectorized over "
+    "channels, taps in order; ungrouped problems run on direct.",
     parallel=True,
     pads_itself=True,
     supports_groups=True,
+    prepare=_prepare,
 )
