@@ -653,9 +653,9 @@ def test_resnet50_layers():
     (the figure torchvision publishes: 4.09 GFLOPS counted as MACs), each layer's input the
     size its predecessor in the same stage produces."""
     layers = shapes.NETWORKS["resnet50"]
-    assert sum(layer[-1] for layer in layers) == 53
+    assert sum(layer.count for layer in layers) == 53 and {layer.groups for layer in layers} == {1}
     macs = 0
-    for name, h, c_in, k, s, p, c_out, count in layers:
+    for name, h, c_in, k, s, p, c_out, count, _ in layers:
         out = conv.testing.output_shape((1, h, h, c_in), (k, k, c_in, c_out), stride=s,
                                         padding=((p, p), (p, p)))
         macs += count * out[1] * out[2] * k * k * c_in * c_out

@@ -41,7 +41,7 @@ class ResNet50:
         if info is not None and "float32" not in info.dtypes:
             raise NotImplementedError(f"{method!r} does not compute float32")
         self.calls = []
-        for _, h, c_in, k, s, p, c_out, count in RESNET50:
+        for _, h, c_in, k, s, p, c_out, count, *_ in RESNET50:  # *_: groups (1)
             x, w = _layer_inputs(h, c_in, k, c_out, batch)
             self.calls.append((x, w, s, ((p, p), (p, p)), count))
         warm_up(("resnet50", method, batch), lambda: self.time_network(method, batch))

@@ -100,7 +100,7 @@ def _resnet50_calls(kind, batch):
     """ResNet-50's layers as (call, how many times the network has it): conv2d with auto,
     or one plan per layer (made once per process)."""
     calls = []
-    for _, h, c_in, k, s, p, c_out, count in RESNET50:
+    for _, h, c_in, k, s, p, c_out, count, *_ in RESNET50:  # *_: groups (1)
         x, w = _layer_inputs(h, c_in, k, c_out, batch)
         pads = ((p, p), (p, p))
         if kind == "plans":

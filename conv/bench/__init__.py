@@ -18,7 +18,8 @@ One room a module:
 * ``frameworks``: the optional baselines (TensorFlow, PyTorch) and tools (matplotlib,
   threadpoolctl);
 * ``reference``: what the errors are measured against, and the error measure;
-* ``machine``: the FMA peak, the machine's description, the memory check;
+* ``machine``: the FMA peak, the copy bandwidth, the machine's description, the memory
+  check;
 * ``selection``: which methods run;
 * ``measure``: the contenders and one case's measurement (rows);
 * ``planning``: plans made with effort="measure" (the "planned" rows), ``--wisdom``;

@@ -275,28 +275,42 @@ def _network(s: Settings) -> int:
     """--network: the layer tables (one per dtype and batch size) or their JSON."""
     args, progress, out = s.args, report.Progress(), sys.stdout
     with _machine(s, progress, peak_repeat=5) as (peak, info, _):
+        progress.update("measuring the machine's copy bandwidth (NumPy)", important=True)
+        bandwidth = machine.copy_bandwidth()
         rounds = 2 if args.quick else network.ROUNDS
         rows = network.run(args.network, s.batches, s.dtypes, s.threads, progress, rounds)
     progress.clear()
     if args.json:
         doc = {"conv_version": conv.__version__, "mode": "network", "network": args.network,
-               "machine": info, "ceiling_gflops": peak.all(), "rounds": rounds,
+               "machine": info, "ceiling_gflops": peak.all(),
+               "copy_bandwidth_gb_per_s": bandwidth, "rounds": rounds,
                "planning_seconds": network.planning_total(rows),
-               "rows": [asdict(r) for r in rows]}
+               "rows": [dict(asdict(r), gb_per_s=r.gb_per_s) for r in rows]}
         report.write_json(out, doc)
         return 0
     print(f"conv: {args.network}'s conv layers, conv {conv.__version__}, {s.threads} threads; "
           f"per layer the median of {rounds} rounds; in each round auto, the planned layer "
           f"(a conv.plan made once with effort=\"{planning.EFFORT}\"), TensorFlow and "
           f"PyTorch in turn, each a warm-up call and its best of 3-15 calls", file=out)
+    print(f"memory: this machine copies {bandwidth:.1f} GB/s (a NumPy copy of "
+          f"{machine.COPY_BYTES // 2**20} MB, bytes read + written, best of "
+          f"{machine.COPY_REPEAT}, one thread); GB/s = the bytes of x, w and the output over "
+          f"auto's time", file=out)
     for dt in s.dtypes:
         for batch in s.batches:
             part = [r for r in rows if r.dtype == dt and r.batch == batch]
             print(f"\n{args.network}, {dt}, batch {batch}", file=out)
             print(network.format_table(part, peak.gflops(dt)), file=out)
+            depthwise = network.depthwise_line(part)
+            if depthwise:
+                print(depthwise, file=out)
             print(network.planning_line(part), file=out)
     print("\nvs X = X's time / auto's time (> 1: conv is faster); x = how many times the "
           "network has the layer; GFLOP for one call", file=out)
+    if any(r.groups > 1 for r in rows):
+        print("grouped layers: conv.conv2d(..., groups=g) and PyTorch's conv2d(..., groups=g); "
+              "TF: tf.nn.depthwise_conv2d on the depthwise layers (w as its (KH, KW, C_in, "
+              "multiplier) filter), tf.nn.conv2d on other grouped layers", file=out)
     if len(s.dtypes) * len(s.batches) > 1:
         print(f"planning, all tables: {network.planning_total(rows):.2f} s", file=out)
     print(peak.describe(s.dtypes), file=out)
@@ -307,7 +321,7 @@ def _wisdom_problems(s: Settings) -> List[planning.Problem]:
     """--wisdom's problems: the network's layers at each batch size, or the cases."""
     if s.args.network:
         return [planning.Problem(r.layer, tuple(r.x_shape), tuple(r.w_shape), r.dtype,
-                                 r.stride, r.padding)
+                                 r.stride, r.padding, r.groups)
                 for dt in s.dtypes for batch in s.batches
                 for r in network.layer_rows(s.args.network, batch, dt)]
     return [planning.Problem(c.name, c.x_shape, c.w_shape, c.dtype) for c in s.cases]

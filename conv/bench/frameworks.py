@@ -56,13 +56,37 @@ def init_tensorflow(threads: int) -> str:
     return desc
 
 
-def tensorflow_callable(x: np.ndarray, w: np.ndarray, stride: int = 1, pad: int = 0):
+def tensorflow_callable(x: np.ndarray, w: np.ndarray, stride: int = 1, pad: int = 0,
+                        groups: int = 1):
     """tf.nn.conv2d(x, w) back to NumPy; by default VALID, stride 1: the article's
-    reference_func. ``pad``: zeros on every side."""
+    reference_func. ``pad``: zeros on every side. ``groups``: w is (KH, KW, C_in / groups,
+    C_out); a depthwise layer (w's C_in 1) runs tf.nn.depthwise_conv2d on w as its
+    (KH, KW, C_in, multiplier) filter (TensorFlow's CPU kernel for depthwise problems),
+    other grouped layers tf.nn.conv2d with the grouped w, which TensorFlow infers from the
+    shapes (a TensorFlow that refuses it raises on the call)."""
+    if groups > 1 and w.shape[2] == 1:
+        return _tensorflow_depthwise(x, w.reshape(w.shape[0], w.shape[1], groups, -1),
+                                     stride, pad)
     if stride == 1 and pad == 0:
         return lambda: _introspect.tensorflow_conv2d(x, w)
     strides, pads = (stride, stride), ((pad, pad), (pad, pad))
     return lambda: _introspect.tensorflow_conv2d(x, w, strides, pads)
+
+
+def _tensorflow_depthwise(x: np.ndarray, w_dw: np.ndarray, stride: int, pad: int):
+    """tf.nn.depthwise_conv2d(x, w_dw) back to NumPy, NumPy in and out as
+    tensorflow_conv2d is (the conversions timed alike); TensorFlow's start-up has been
+    done by init_tensorflow."""
+    tf = tensorflow()
+    pads = "VALID" if pad == 0 else [[0, 0], [pad, pad], [pad, pad], [0, 0]]
+    strides = [1, stride, stride, 1]
+
+    def call():
+        out = tf.nn.depthwise_conv2d(tf.constant(x), tf.constant(w_dw), strides=strides,
+                                     padding=pads)
+        return np.asarray(out.numpy())
+
+    return call
 
 
 def torch():
@@ -78,10 +102,10 @@ def torch():
 
 
 def torch_callable(torch_module, x: np.ndarray, w: np.ndarray, threads: int,
-                   stride: int = 1, pad: int = 0):
+                   stride: int = 1, pad: int = 0, groups: int = 1):
     """(call, to_nhwc): torch.nn.functional.conv2d on NCHW/OIHW copies made here, outside
     the timed region, and the conversion of its result back to NHWC. ``pad``: zeros on
-    every side."""
+    every side; ``groups``: PyTorch's, w being (KH, KW, C_in / groups, C_out)."""
     torch_module.set_num_threads(threads)
     xt = torch_module.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     wt = torch_module.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1)))
@@ -89,7 +113,7 @@ def torch_callable(torch_module, x: np.ndarray, w: np.ndarray, threads: int,
 
     def call():
         with torch_module.no_grad():
-            return conv2d(xt, wt, stride=stride, padding=pad)
+            return conv2d(xt, wt, stride=stride, padding=pad, groups=groups)
 
     def to_nhwc(out):
         return out.numpy().transpose(0, 2, 3, 1)

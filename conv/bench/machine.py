@@ -1,9 +1,11 @@
-"""The machine: its FMA peak, its description, and whether a problem fits in its memory."""
+"""The machine: its FMA peak, its copy bandwidth, its description, and whether a problem
+fits in its memory."""
 from __future__ import annotations
 
 import math
 import os
 import platform
+import time
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -53,6 +55,29 @@ class Peak:
             line += ("; this CPU also has AVX-512, which conv's kernels do not use, so "
                      "libraries that do (BLAS, oneDNN in TensorFlow and PyTorch) can pass 100%")
         return line
+
+
+#: --network's copy bandwidth: a NumPy copy of this many bytes, the best of COPY_REPEAT
+COPY_BYTES = 256 * 2**20
+COPY_REPEAT = 3
+
+
+def copy_bandwidth(nbytes: int = COPY_BYTES, repeat: int = COPY_REPEAT) -> float:
+    """GB/s of a NumPy copy of an ``nbytes`` array into another (NumPy copies on one
+    thread): the bytes read plus the bytes written, over the best of ``repeat`` copies.
+    Both arrays are written before the first copy, so no page fault is timed. The size is
+    halved while the two arrays would take more than half the available memory."""
+    avail = available_memory()
+    while avail is not None and nbytes > 2**20 and 4 * nbytes > avail:
+        nbytes //= 2
+    src = np.ones(max(nbytes // 8, 1), np.float64)
+    dst = np.zeros_like(src)
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.nbytes / max(best, 1e-9) / 1e9
 
 
 def describe(threads: int, tf_threads: Optional[str], blas_limited: bool) -> dict:

@@ -75,8 +75,9 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                    help="print one JSON document (machine, reference, rows) instead of tables")
     p.add_argument("--network", choices=sorted(NETWORKS),
                    help="a network's conv layers, one by one, and its total: auto and a "
-                        "plan made with effort=\"measure\" against TensorFlow and PyTorch "
-                        "(ResNet-50 v1.5 as torchvision lays it out)")
+                        "plan made with effort=\"measure\" against TensorFlow and PyTorch, "
+                        "GFLOP/s and GB/s (ResNet-50 v1.5 or MobileNet-v2 as torchvision "
+                        "lays it out)")
     p.add_argument("--batch", type=_batches, metavar="B,B",
                    help="batch sizes for --network (default 1,8)")
     p.add_argument("--accuracy", action="store_true",

@@ -52,7 +52,8 @@ def measured_plan(x_shape, w: np.ndarray, threads: int, **kwargs):
 # ---------------------------------------------------------------- --wisdom FILE
 @dataclass
 class Problem:
-    """One problem ``--wisdom`` measures: a square ``padding`` of zeros on every side."""
+    """One problem ``--wisdom`` measures: a square ``padding`` of zeros on every side;
+    ``groups`` as conv.plan's (w is (KH, KW, C_in / groups, C_out))."""
 
     name: str
     x_shape: Tuple[int, int, int, int]
@@ -60,6 +61,7 @@ class Problem:
     dtype: str
     stride: int = 1
     padding: int = 0
+    groups: int = 1
     also: int = 0  # further problems (network layers) of the same shape, measured once
     method: Optional[str] = None  # the plan's choice
     planning_seconds: Optional[float] = None
@@ -67,7 +69,7 @@ class Problem:
 
     @property
     def key(self) -> tuple:
-        return self.x_shape, self.w_shape, self.dtype, self.stride, self.padding
+        return self.x_shape, self.w_shape, self.dtype, self.stride, self.padding, self.groups
 
 
 def distinct(problems: Sequence[Problem]) -> List[Problem]:
@@ -117,7 +119,7 @@ def measure_and_write(problems: Sequence[Problem], path: str, threads: int,
             pads = ((p.padding, p.padding), (p.padding, p.padding))
             try:
                 plan = conv.plan(p.x_shape, _weights(p), stride=p.stride, padding=pads,
-                                 threads=threads, effort=EFFORT)
+                                 threads=threads, effort=EFFORT, groups=p.groups)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # noqa: BLE001 - the others are still measured
@@ -131,13 +133,14 @@ def measure_and_write(problems: Sequence[Problem], path: str, threads: int,
 def format_table(problems: Sequence[Problem]) -> str:
     """A line per problem: its shapes, dtype, the method the plan chose, planning time."""
     geometry = any(p.stride != 1 or p.padding for p in problems)
-    headers = ["problem", "x", "w"] + ["stride", "pad"] * geometry
+    grouped = any(p.groups != 1 for p in problems)
+    headers = ["problem", "x", "w"] + ["stride", "pad"] * geometry + ["groups"] * grouped
     headers += ["dtype", "method", "planning s"]
     body = []
     for p in problems:
         name = p.name + (f" (+{p.also} more of this shape)" if p.also else "")
         cells = [name, tup(p.x_shape), tup(p.w_shape)]
-        cells += [str(p.stride), str(p.padding)] * geometry
+        cells += [str(p.stride), str(p.padding)] * geometry + [str(p.groups)] * grouped
         cells += [p.dtype, p.method or "FAILED",
                   "-" if p.planning_seconds is None else f"{p.planning_seconds:.2f}"]
         body.append(cells)

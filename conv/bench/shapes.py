@@ -6,7 +6,7 @@ conv has no ``conv.bench``.
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, NamedTuple, Tuple
 
 Shape4 = Tuple[int, int, int, int]
 
@@ -26,9 +26,30 @@ ARTICLE_SHAPE = "seed"
 ARTICLE_SECONDS = {"tf.nn.conv2d": 0.018, "python": 45.4, "numpy": 0.0598}
 
 
-#: (name, H = W of the input, C_in, K (square kernel), stride, padding (each side), C_out,
-#: how many times the network has this layer)
-Layer = Tuple[str, int, int, int, int, int, int, int]
+class Layer(NamedTuple):
+    """One conv layer of a network (NHWC, square input and kernel)."""
+
+    name: str
+    size: int  # H = W of the input
+    c_in: int
+    k: int  # KH = KW
+    stride: int
+    pad: int  # zeros on each side
+    c_out: int
+    count: int  # how many times the network has this layer
+    #: PyTorch's groups: w is (K, K, C_in / groups, C_out); C_in == groups with w's C_in 1
+    #: is a depthwise layer
+    groups: int = 1
+
+    @property
+    def depthwise(self) -> bool:
+        return self.groups > 1 and self.groups == self.c_in
+
+
+def layer(entry) -> Layer:
+    """A network entry as a Layer: a plain (name, size, c_in, k, stride, pad, c_out, count)
+    tuple, with or without a trailing groups, is taken too."""
+    return entry if isinstance(entry, Layer) else Layer(*entry)
 
 
 def _resnet50() -> Tuple[Layer, ...]:
@@ -51,11 +72,43 @@ def _resnet50() -> Tuple[Layer, ...]:
             (f"layer{stage}.1-{blocks - 1} 1x1 expand", half, width, 1, 1, 0, out, blocks - 1),
         ]
         size, c_in = half, out
+    return tuple(Layer(*entry) for entry in layers)
+
+
+def _mobilenet_v2() -> Tuple[Layer, ...]:
+    """MobileNet-v2 (width 1.0) as torchvision lays it out (torchvision.models.mobilenet_v2,
+    its ``features``), at 224 x 224: features.0 the 3x3/2 stem 3 -> 32 (padding 1); then
+    features.1-17, inverted residual blocks from the paper's table (t, c, n, s) = (1, 16,
+    1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+    (6, 320, 1, 1): each block a 1x1 expand to t x C_in channels (none when t == 1), a 3x3
+    depthwise conv (padding 1; stride s in the first block of a row, else 1) and a 1x1
+    project to c; features.18 the final 1x1 conv 320 -> 1280. 52 conv layers: the stem,
+    17 depthwise, 16 expand, 17 project and the final 1x1. As for ResNet-50, the later
+    blocks of a row (the same shapes) are one entry with their count."""
+    layers = [Layer("features.0 stem 3x3/2", 224, 3, 3, 2, 1, 32, 1)]
+    size, c_in, index = 112, 32, 1
+    for t, c, n, s in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                       (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)):
+        for count, stride in ((1, s), (n - 1, 1)):  # the row's first block, then the rest
+            if count == 0:
+                continue
+            name = f"features.{index}" if count == 1 else f"features.{index}-{index + count - 1}"
+            hidden = t * c_in
+            if t != 1:
+                layers.append(Layer(f"{name} 1x1 expand", size, c_in, 1, 1, 0, hidden, count))
+            slash = f"/{stride}" if stride != 1 else ""
+            layers.append(Layer(f"{name} dw 3x3{slash}", size, hidden, 3, stride, 1, hidden,
+                                count, groups=hidden))
+            size = (size + 2 - 3) // stride + 1
+            layers.append(Layer(f"{name} 1x1 project", size, hidden, 1, 1, 0, c, count))
+            c_in, index = c, index + count
+    layers.append(Layer(f"features.{index} 1x1", size, c_in, 1, 1, 0, 1280, 1))
     return tuple(layers)
 
 
 #: The networks ``--network`` measures, layer by layer.
-NETWORKS: Dict[str, Tuple[Layer, ...]] = {"resnet50": _resnet50()}
+NETWORKS: Dict[str, Tuple[Layer, ...]] = {"resnet50": _resnet50(),
+                                          "mobilenet_v2": _mobilenet_v2()}
 
 
 def tup(shape) -> str:
