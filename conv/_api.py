@@ -5,13 +5,14 @@ from . import _plan, _wisdom
 
 
 def conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1, threads=None,
-           out=None, groups=None):
+           out=None, groups=None, data_format="NHWC"):
     """2-D convolution (cross-correlation) with ``tf.nn.conv2d``'s semantics.
 
     Parameters
     ----------
     x : array_like, (N, H, W, C_in)
-        Input, NHWC. Any array-like and memory layout; never modified.
+        Input, NHWC; (N, C_in, H, W) with ``data_format="NCHW"``. Any array-like and
+        memory layout; never modified.
     w : array_like, (KH, KW, C_in / groups, C_out)
         Filters, HWIO. When x's C_in is a multiple of w's, the convolution is grouped,
         as TensorFlow infers it: groups = x's C_in / w's C_in, C_out a multiple of it;
@@ -37,6 +38,11 @@ def conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1, thread
     out : numpy.ndarray or None
         Where to write the result: a writeable C-contiguous array of the output's shape
         and dtype that does not overlap x or w (ValueError otherwise). Returned.
+    data_format : "NHWC" or "NCHW"
+        x's layout and the result's (TensorFlow's parameter; PyTorch's arrays are NCHW).
+        The filters are HWIO either way. NCHW moves x to NHWC and the result back with a
+        compiled, cache-blocked copy on each side; the arithmetic is the NHWC call's, so
+        the result is the NHWC result transposed, bit for bit.
 
     Returns
     -------
@@ -50,28 +56,32 @@ def conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1, thread
     the choice and the weights' packing once.
     """
     return _plan.plan_conv2d(x, w, stride=stride, padding=padding, dilation=dilation,
-                             threads=threads, method=method, out=out, groups=groups)
+                             threads=threads, method=method, out=out, groups=groups,
+                             data_format=data_format)
 
 
 def depthwise_conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1,
-                     threads=None, out=None):
+                     threads=None, out=None, data_format="NHWC"):
     """Depthwise 2-D convolution with ``tf.nn.depthwise_conv2d``'s semantics.
 
-    x : array_like, (N, H, W, C_in), NHWC; never modified.
+    x : array_like, (N, H, W, C_in), NHWC; (N, C_in, H, W) with data_format="NCHW";
+        never modified.
     w : array_like, (KH, KW, C_in, multiplier): each input channel c convolved with its
         own ``multiplier`` filters; output channel ``c * multiplier + m``.
 
     Every other argument, the dtypes and the errors are those of :func:`conv.conv2d`:
     it is ``conv2d(x, w.reshape(KH, KW, 1, C_in * multiplier), groups=C_in)``, a grouped
-    convolution with one input channel a group. Returns (N, OH, OW, C_in * multiplier).
+    convolution with one input channel a group. Returns (N, OH, OW, C_in * multiplier)
+    (NCHW: (N, C_in * multiplier, OH, OW)).
     """
-    grouped, groups = _plan.depthwise_as_grouped(x, w)
+    grouped, groups = _plan.depthwise_as_grouped(_plan.shape_of(x), w, data_format)
     return _plan.plan_conv2d(x, grouped, stride=stride, padding=padding, dilation=dilation,
-                             threads=threads, method=method, out=out, groups=groups)
+                             threads=threads, method=method, out=out, groups=groups,
+                             data_format=data_format)
 
 
 def plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None, method="auto",
-         effort="estimate", dtype=None, groups=None):
+         effort="estimate", dtype=None, groups=None, data_format="NHWC", depthwise=False):
     """Plan a convolution with weights ``w`` for inputs of shape ``x_shape``: every
     check and choice made once, the weights copied and prepared (packed, transformed)
     once. Call the plan with x: ``p(x)``, or ``p(x, out=buf)``.
@@ -79,9 +89,10 @@ def plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None, met
     Parameters
     ----------
     x_shape : (N, H, W, C_in)
-        The inputs' shape; N may be None for any batch size (the method is then chosen
-        as for a batch of 1; give N to choose for it).
-    w, stride, padding, dilation, threads, method, groups
+        The inputs' shape ((N, C_in, H, W) with data_format="NCHW"); N may be None for
+        any batch size (the method is then chosen as for a batch of 1; give N to choose
+        for it).
+    w, stride, padding, dilation, threads, method, groups, data_format
         As for :func:`conv.conv2d`. The plan keeps its own copy of ``w``: changing the
         caller's array afterwards does not change the plan's results.
     effort : "estimate", "measure" or "patient"
@@ -98,6 +109,9 @@ def plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None, met
     dtype : dtype or None
         The dtype of the x the plan is called with (default: w's). The plan computes
         as conv2d would for such an x and w; another x dtype is a TypeError.
+    depthwise : bool
+        True: w is a depthwise filter (KH, KW, C_in, multiplier), and the plan computes
+        :func:`conv.depthwise_conv2d` (groups is then C_in and may not be given).
 
     Returns
     -------
@@ -109,9 +123,15 @@ def plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None, met
         thread-safe and picklable (unpickling prepares the weights again, with the same
         method; ``threads=None`` is resolved where the plan is unpickled).
     """
+    if not isinstance(depthwise, bool):
+        raise TypeError(f"depthwise must be True or False; got {type(depthwise).__name__}")
+    if depthwise:
+        if groups is not None:
+            raise ValueError("groups may not be given with depthwise=True (it is x's C_in)")
+        w, groups = _plan.depthwise_as_grouped(x_shape, w, data_format)
     return _plan.make_plan(x_shape, w, stride=stride, padding=padding, dilation=dilation,
                            threads=threads, method=method, effort=effort, dtype=dtype,
-                           groups=groups)
+                           groups=groups, data_format=data_format)
 
 
 def export_wisdom(path) -> int:

@@ -299,17 +299,28 @@ def _dtypes(x_dtype, w_dtype) -> Tuple[np.dtype, np.dtype]:
     return found
 
 
-def check_x_shape(shape, name: str = "x") -> None:
-    """x (or a plan's x_shape) must be 4-D NHWC."""
+def check_x_shape(shape, name: str = "x", layout: str = "NHWC") -> None:
+    """x (or a plan's x_shape) must be 4-D, NHWC or (layout="NCHW") NCHW."""
     if len(shape) != 4:
-        raise ValueError(f"{name} must be 4-D NHWC (N, H, W, C_in); got shape {tuple(shape)}")
+        dims = "(N, H, W, C_in)" if layout == "NHWC" else "(N, C_in, H, W)"
+        raise ValueError(f"{name} must be 4-D {layout} {dims}; got shape {tuple(shape)}")
 
 
-def as_groups(c_in: int, w_cin: int, c_out: int, groups, x_shape, w_shape) -> int:
+def _as_given(x_shape, layout: str):
+    """An NHWC shape as the caller gave it, for messages: "NHWC (2, 9, 9, 8)"."""
+    if layout == "NCHW":
+        n, h, w, c = x_shape
+        x_shape = (n, c, h, w)
+    return f"{layout} {tuple(x_shape)}"
+
+
+def as_groups(c_in: int, w_cin: int, c_out: int, groups, x_shape, w_shape,
+              layout: str = "NHWC") -> int:
     """TensorFlow's grouped convolution: x's C_in a multiple of w's C_in makes
     C_in / w's C_in groups, and C_out must be a multiple of that. ``groups`` (None, or
-    the count the caller states) must agree."""
-    where = f"(x is NHWC {tuple(x_shape)}, w is HWIO {tuple(w_shape)})"
+    the count the caller states) must agree. x_shape is NHWC; messages show it in
+    ``layout``."""
+    where = f"(x is {_as_given(x_shape, layout)}, w is HWIO {tuple(w_shape)})"
     if groups is not None:
         g = _int(groups, "groups")
         if g < 1:
@@ -335,16 +346,17 @@ def as_groups(c_in: int, w_cin: int, c_out: int, groups, x_shape, w_shape) -> in
 
 
 def specify(x_shape, x_dtype, wa: np.ndarray, *, stride=1, padding="VALID", dilation=1,
-            threads=None, groups=None, dtypes=None) -> Spec:
-    """Validate and normalize every argument but x's values. ``x_shape`` is 4 entries
-    (its batch entry may be None), ``wa`` an array (from _as_array); ``dtypes`` (compute,
-    result) overrides the promotion of x_dtype with wa's dtype."""
+            threads=None, groups=None, dtypes=None, layout="NHWC") -> Spec:
+    """Validate and normalize every argument but x's values. ``x_shape`` is 4 entries,
+    NHWC (its batch entry may be None), ``wa`` an array (from _as_array); ``dtypes``
+    (compute, result) overrides the promotion of x_dtype with wa's dtype; ``layout``: how
+    the caller's x is laid out, for messages."""
     if wa.ndim != 4:
         raise ValueError(f"w must be 4-D HWIO (KH, KW, C_in, C_out); got shape {wa.shape}")
     n, h, wd, c_in = x_shape
     kh, kw, w_cin, co = wa.shape
     g = 1 if c_in == w_cin and groups is None else as_groups(c_in, w_cin, co, groups,
-                                                              x_shape, wa.shape)
+                                                              x_shape, wa.shape, layout)
     if kh < 1 or kw < 1:
         raise ValueError(f"w must have KH >= 1 and KW >= 1; got shape {wa.shape}")
     dtype, result_dtype = dtypes or _dtypes(x_dtype, wa.dtype)

@@ -9,6 +9,7 @@ and calls it, so there is one way through a call.
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Optional
 
@@ -314,12 +315,13 @@ class Plan:
     when measured), ``planning_seconds``.
     """
 
-    __slots__ = ("_spec", "_method", "_route", "_args", "_x_dtypes", "method", "effort",
-                 "reason", "times", "planning_seconds")
+    __slots__ = ("_spec", "_method", "_route", "_args", "_x_dtypes", "_nchw", "method",
+                 "effort", "reason", "times", "planning_seconds")
 
     def __init__(self, spec: Spec, method: Method, *, effort="estimate", reason="",
-                 times=None, planning_seconds=0.0, args=None):
+                 times=None, planning_seconds=0.0, args=None, nchw=False):
         self._spec = spec
+        self._nchw = nchw
         self._method = method
         self._route = _route(method, spec)
         self._args = args  # what re-creates it (pickling); None for conv2d's own plans
@@ -344,8 +346,12 @@ class Plan:
         return self._spec.dtype
 
     @property
+    def data_format(self) -> str:
+        return "NCHW" if self._nchw else "NHWC"
+
+    @property
     def x_shape(self):
-        return (self._spec.batch,) + self._spec.in_shape
+        return to_layout((self._spec.batch,) + self._spec.in_shape, self._nchw)
 
     @property
     def w_shape(self):
@@ -377,13 +383,14 @@ class Plan:
             raise ValueError(f"n must be an int >= 0; got {n!r}")
         elif self._spec.batch is not None and n != self._spec.batch:
             raise ValueError(f"this plan takes a batch of {self._spec.batch}; got n={n}")
-        return self._spec.out_shape(int(n))
+        return to_layout(self._spec.out_shape(int(n)), self._nchw)
 
     def __repr__(self):
         s = self._spec
         batch = "any" if s.batch is None else s.batch
-        return (f"<conv.Plan {self.method!r}: x (N={batch}, {s.in_shape[0]}, {s.in_shape[1]}, "
-                f"{s.in_shape[2]}) {s.dtype.name}, w {s.w.shape}"
+        hwc = to_layout((0,) + s.in_shape, self._nchw)[1:]
+        return (f"<conv.Plan {self.method!r}: x {self.data_format} (N={batch}, {hwc[0]}, "
+                f"{hwc[1]}, {hwc[2]}) {s.dtype.name}, w {s.w.shape}"
                 f"{f', {s.groups} groups' if s.groups > 1 else ''}, stride {s.stride}, "
                 f"padding {s.padding}, dilation {s.dilation}, {s.threads} thread"
                 f"{'s' if s.threads != 1 else ''}; {self.reason}{self._measured()}; planned "
@@ -404,17 +411,18 @@ class Plan:
         spec = self._spec
         xa = _as_array(x, "x")
         shape = xa.shape
-        if shape[1:] != spec.in_shape or len(shape) != 4 or (
+        if len(shape) != 4 or from_layout(shape, self._nchw)[1:] != spec.in_shape or (
                 spec.batch is not None and shape[0] != spec.batch):
-            check_x_shape(shape)
+            check_x_shape(shape, layout=self.data_format)
+            planned = to_layout((0,) + spec.in_shape, self._nchw)[1:]
             raise ValueError(
                 f"x has shape {shape}; this plan was made for x of shape "
-                f"({'any N' if spec.batch is None else spec.batch}, {spec.in_shape[0]}, "
-                f"{spec.in_shape[1]}, {spec.in_shape[2]}) (NHWC)")
+                f"({'any N' if spec.batch is None else spec.batch}, {planned[0]}, "
+                f"{planned[1]}, {planned[2]}) ({self.data_format})")
         self._check_dtype(xa.dtype)
         n = shape[0]
         if out is not None:
-            check_out(out, spec.out_shape(n), spec.result_dtype, xa)
+            check_out(out, to_layout(spec.out_shape(n), self._nchw), spec.result_dtype, xa)
         return self._execute(kernel_array(xa, spec.dtype), n, out)
 
     def _check_dtype(self, x_dtype) -> None:
@@ -432,7 +440,8 @@ class Plan:
             self._x_dtypes[x_dtype] = True
 
     def _execute(self, xk: np.ndarray, n: int, out: Optional[np.ndarray]) -> np.ndarray:
-        return _execute(self._spec, self._route, xk, n, out)
+        run = _execute_nchw if self._nchw else _execute
+        return run(self._spec, self._route, xk, n, out)
 
     # ------------------------------------------------------------ pickling
     def __reduce__(self):
@@ -450,6 +459,94 @@ def _ms(seconds: float) -> str:
     if seconds >= 1:
         return f"{seconds:.3g} s"
     return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.3g} us"
+
+
+# ------------------------------------------------------------------ layouts
+#: data_format's values, as TensorFlow names them: x and the result NHWC or NCHW (the
+#: filters are HWIO either way).
+DATA_FORMATS = ("NHWC", "NCHW")
+
+
+def as_nchw(data_format) -> bool:
+    """data_format, checked: True for "NCHW", False for "NHWC"."""
+    if not isinstance(data_format, str):
+        raise TypeError(f"data_format must be 'NHWC' or 'NCHW'; got "
+                        f"{type(data_format).__name__}")
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be 'NHWC' or 'NCHW'; got {data_format!r}")
+    return data_format == "NCHW"
+
+
+def to_layout(shape_nhwc, nchw: bool):
+    """An NHWC shape in the caller's layout: (N, H, W, C) or (N, C, H, W)."""
+    if not nchw:
+        return tuple(shape_nhwc)
+    n, h, w, c = shape_nhwc
+    return (n, c, h, w)
+
+
+def from_layout(shape, nchw: bool):
+    """A shape in the caller's layout as NHWC (rank checked first by check_x_shape)."""
+    if not nchw:
+        return tuple(shape)
+    n, c, h, w = shape
+    return (n, h, w, c)
+
+
+def _swap(x: np.ndarray, a: int, out: np.ndarray, threads: int) -> np.ndarray:
+    """out[n, b, a] = x[n, a, b] for x viewed as (N, a, B): NCHW to NHWC (a = C) or back
+    (a = H * W), by the compiled, cache-blocked layout change (methods/_layout.h)."""
+    from .methods import _compiled
+
+    n = x.shape[0]
+    _compiled.kernels.swap_axes(x.reshape(n, a, -1), out.reshape(n, -1, a), threads)
+    return out
+
+
+#: NCHW calls keep their two NHWC scratch arrays (x's and the result's) per thread for the
+#: next call, up to this many bytes each: fresh large arrays cost a page fault per 4 KB
+#: page on first touch, which on some machines (virtual ones above all) costs more than
+#: the layout change itself.
+SCRATCH_KEEP_BYTES = 64 << 20
+_scratch = threading.local()
+
+
+def _scratch_array(slot: int, shape, dtype) -> np.ndarray:
+    """A C-contiguous array for this thread's scratch ``slot`` (0: x, 1: the result),
+    reused from the previous call when it is large enough."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if nbytes > SCRATCH_KEEP_BYTES:
+        return np.empty(shape, dtype=dtype)
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None:
+        bufs = _scratch.bufs = [np.empty(0, np.uint8), np.empty(0, np.uint8)]
+    if bufs[slot].nbytes < nbytes:
+        bufs[slot] = np.empty(nbytes, np.uint8)
+    return bufs[slot][:nbytes].view(dtype).reshape(shape)
+
+
+def _execute_nchw(spec: Spec, route, xk: np.ndarray, n: int, out: Optional[np.ndarray],
+                  prepared: bool = True):
+    """_execute for NCHW x (the kernel array) and out: x moved to NHWC, the route run,
+    its result moved back into out. Two copies, cache-blocked and on the thread pool,
+    through this thread's scratch arrays (the result's only for a prepared route, which
+    writes into it; an unprepared kernel returns its own array, which a copy would not
+    beat)."""
+    oshape = to_layout(spec.out_shape(n), True)
+    if n == 0 or 0 in oshape:
+        return np.empty(oshape, dtype=spec.result_dtype) if out is None else out
+    xs = _swap(xk, xk.shape[1], _scratch_array(0, from_layout(xk.shape, True), xk.dtype),
+               spec.threads)
+    res = route(xs, n, _scratch_array(1, spec.out_shape(n), xk.dtype) if prepared else None)
+    pixels = res.shape[1] * res.shape[2]
+    if out is not None and out.dtype == res.dtype:
+        return _swap(res, pixels, out, spec.threads)
+    moved = _swap(res, pixels, np.empty(oshape, dtype=res.dtype), spec.threads)
+    if out is None:
+        return moved if moved.dtype == spec.result_dtype else moved.astype(spec.result_dtype)
+    out[...] = moved  # float16: computed in float32, rounded once
+    return out
 
 
 def _execute(spec: Spec, route, xk: np.ndarray, n: int, out: Optional[np.ndarray]):
@@ -475,16 +572,19 @@ def _unpickle(args, effort, reason, times):
                    groups=args.get("groups"), dtypes=args["dtypes"])
     method = REGISTRY.usable(args["method"])
     return Plan(spec, method, effort=effort, reason=reason, times=times,
-                planning_seconds=time.perf_counter() - t0, args=args)
+                planning_seconds=time.perf_counter() - t0, args=args,
+                nchw=args.get("data_format") == "NCHW")
 
 
 # ------------------------------------------------------------------- planning
-def _x_shape(x_shape):
+def _x_shape(x_shape, layout="NHWC"):
+    """A plan's x_shape, checked, in its layout."""
+    dims = "(N, H, W, C_in)" if layout == "NHWC" else "(N, C_in, H, W)"
     try:
         items = tuple(x_shape)
     except TypeError:
-        raise TypeError(f"x_shape must be a tuple (N, H, W, C_in); got {x_shape!r}") from None
-    check_x_shape(items, "x_shape")
+        raise TypeError(f"x_shape must be a tuple {dims}; got {x_shape!r}") from None
+    check_x_shape(items, "x_shape", layout=layout)
     shape = []
     for i, v in enumerate(items):
         if i == 0 and v is None:
@@ -498,23 +598,26 @@ def _x_shape(x_shape):
 
 
 def make_plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None,
-              method="auto", effort="estimate", dtype=None, groups=None) -> Plan:
+              method="auto", effort="estimate", dtype=None, groups=None,
+              data_format="NHWC") -> Plan:
     """conv.plan (documented there)."""
     t0 = time.perf_counter()
     if not isinstance(method, str):
         raise TypeError(f"method must be a str; got {type(method).__name__}")
     if effort not in EFFORTS:
         raise ValueError(f"effort must be one of {EFFORTS}; got {effort!r}")
-    shape = _x_shape(x_shape)
+    nchw = as_nchw(data_format)
+    shape = from_layout(_x_shape(x_shape, data_format), nchw)
     wa = _as_array(w, "w")
     x_dtype = wa.dtype if dtype is None else _as_dtype(dtype)
     dtypes = compute_dtype(x_dtype, wa.dtype)
     # the plan's own copy: later changes to the caller's w do not reach it
     w_copy = np.array(wa, dtype=dtypes[0], order="C", copy=True)
     spec = specify(shape, x_dtype, w_copy, stride=stride, padding=padding, dilation=dilation,
-                   threads=threads, groups=groups, dtypes=dtypes)
+                   threads=threads, groups=groups, dtypes=dtypes, layout=data_format)
     args = dict(x_shape=shape, w=spec.w, w_dtype=wa.dtype, x_dtype=np.dtype(x_dtype), dtypes=dtypes,
-                stride=stride, padding=padding, dilation=dilation, threads=threads, groups=groups)
+                stride=stride, padding=padding, dilation=dilation, threads=threads, groups=groups,
+                data_format=data_format)
     times = {}
     if method != "auto":
         chosen = REGISTRY.usable(method)
@@ -540,7 +643,7 @@ def make_plan(x_shape, w, *, stride=1, padding="VALID", dilation=1, threads=None
             spec = spec.replace(threads=best[1])
             reason = f"fastest measured (effort={effort!r})"
     return Plan(spec, chosen, effort=effort, reason=reason, times=times,
-                planning_seconds=time.perf_counter() - t0, args=args)
+                planning_seconds=time.perf_counter() - t0, args=args, nchw=nchw)
 
 
 def _as_dtype(dtype):
@@ -669,18 +772,30 @@ def _measure(spec: Spec, candidates, patient: bool, default: Optional[Method] = 
     return (best[0], best[1]), times
 
 
-def depthwise_as_grouped(x, w):
+def shape_of(x):
+    """x's shape without converting it (an ndarray's, else NumPy's reading of it)."""
+    return x.shape if isinstance(x, np.ndarray) else np.shape(x)
+
+
+def depthwise_as_grouped(x_shape, w, data_format="NHWC"):
     """tf.nn.depthwise_conv2d's filters (KH, KW, C_in, multiplier) as a grouped
-    convolution's: ((KH, KW, 1, C_in * multiplier), groups = C_in), checked against x.
-    groups is None when x is malformed (conv2d's checks then say why) or has no channels."""
+    convolution's: ((KH, KW, 1, C_in * multiplier), groups = C_in), checked against x's
+    shape (in data_format). groups is None when the shape is malformed (conv2d's checks
+    then say why) or has no channels."""
+    nchw = as_nchw(data_format)
     wa = _as_array(w, "w")
     if wa.ndim != 4:
         raise ValueError(f"w must be 4-D (KH, KW, C_in, multiplier); got shape {wa.shape}")
-    x_shape = np.shape(x)
-    c_in = x_shape[-1] if len(x_shape) == 4 else None
+    try:
+        x_shape = tuple(x_shape)
+    except TypeError:
+        x_shape = ()
+    c_in = (x_shape[1] if nchw else x_shape[3]) if len(x_shape) == 4 else None
+    if isinstance(c_in, (bool, np.bool_)) or not isinstance(c_in, (int, np.integer)):
+        c_in = None
     if c_in is not None and wa.shape[2] != c_in:
         raise ValueError(
-            f"w has C_in={wa.shape[2]} channels but x has C_in={c_in} (x is NHWC "
+            f"w has C_in={wa.shape[2]} channels but x has C_in={c_in} (x is {data_format} "
             f"{tuple(x_shape)}, w is (KH, KW, C_in, multiplier) {wa.shape}); a depthwise "
             f"convolution's filters have x's channels")
     kh, kw, ci, mult = wa.shape
@@ -698,23 +813,28 @@ def _choose_auto(spec: Spec, n: int):
     return _auto.choose(spec, REGISTRY, n), spec
 
 
-def plan_conv2d(x, w, *, stride, padding, dilation, threads, method, out, groups=None):
+def plan_conv2d(x, w, *, stride, padding, dilation, threads, method, out, groups=None,
+                data_format="NHWC"):
     """conv.conv2d: a throwaway plan (no copy of w, no pickling), called once."""
     if not isinstance(method, str):
         raise TypeError(f"method must be a str; got {type(method).__name__}")
+    nchw = as_nchw(data_format)
     xa = _as_array(x, "x")
     wa = _as_array(w, "w")
-    check_x_shape(xa.shape)
-    spec = specify(xa.shape, xa.dtype, wa, stride=stride, padding=padding, dilation=dilation,
-                   threads=threads, groups=groups)
+    check_x_shape(xa.shape, layout=data_format)
+    spec = specify(from_layout(xa.shape, nchw), xa.dtype, wa, stride=stride, padding=padding,
+                   dilation=dilation, threads=threads, groups=groups, layout=data_format)
     n = xa.shape[0]
     if method == "auto":
         chosen, spec = _choose_auto(spec, n)
     else:
         chosen = REGISTRY.usable(method)
     if out is not None:
-        check_out(out, spec.out_shape(n), spec.result_dtype, xa, wa)
+        check_out(out, to_layout(spec.out_shape(n), nchw), spec.result_dtype, xa, wa)
     # a plan of one call: no Plan object, and no prepare hook (the kernel does that work)
-    return _execute(spec, _route(chosen, spec, False), kernel_array(xa, spec.dtype), n, out)
+    route, xk = _route(chosen, spec, False), kernel_array(xa, spec.dtype)
+    if nchw:
+        return _execute_nchw(spec, route, xk, n, out, prepared=False)
+    return _execute(spec, route, xk, n, out)
 
 

@@ -122,6 +122,15 @@ cdef extern from "_depthwise.h" nogil:
     void conv_depthwise_f(const conv_dw_problem* p, int threads)
     void conv_depthwise_d(const conv_dw_problem* p, int threads)
 
+cdef extern from "_layout.h" nogil:
+    ctypedef struct conv_swap_problem:
+        const void* x
+        void* out
+        Py_ssize_t N, A, B
+        conv_interrupt* intr
+    void conv_swap_f(const conv_swap_problem* p, int threads)
+    void conv_swap_d(const conv_swap_problem* p, int threads)
+
 cdef extern from "_peak.h" nogil:
     double conv_peak_f(long long n, double seed)
     double conv_peak_d(long long n, double seed)
@@ -374,6 +383,29 @@ def conv2d_depthwise(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
             conv_depthwise_f(&p, threads)
         else:
             conv_depthwise_d(&p, threads)
+    intr.finish()
+
+
+def swap_axes(const real[:, :, ::1] x, real[:, :, ::1] out, int threads):
+    """out[n, b, a] = x[n, a, b] (_layout.h): NCHW as (N, C, H*W) to NHWC as (N, H*W, C),
+    and back. Ctrl-C raises once every thread has stopped."""
+    cdef conv_swap_problem p
+    cdef _Interrupt intr
+    if (out.shape[0] != x.shape[0] or out.shape[1] != x.shape[2]
+            or out.shape[2] != x.shape[1]):
+        raise ValueError("swap_axes: out must have x's shape with the last two axes swapped")
+    if x.shape[0] * x.shape[1] * x.shape[2] == 0:
+        return
+    p.x = &x[0, 0, 0]
+    p.out = &out[0, 0, 0]
+    p.N, p.A, p.B = x.shape[0], x.shape[1], x.shape[2]
+    intr = _Interrupt()
+    p.intr = &intr.c
+    with nogil:
+        if real is float:
+            conv_swap_f(&p, threads)
+        else:
+            conv_swap_d(&p, threads)
     intr.finish()
 
 

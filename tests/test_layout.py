@@ -1,0 +1,198 @@
+"""data_format="NCHW" on conv2d, depthwise_conv2d and plans, the compiled layout change
+behind it (methods/_layout.h), and the depthwise kernel's register-blocked path."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import conv
+import conv.testing as kit
+from conftest import normal_inputs, tf_result_defined
+from test_microkernels import EXTENSIONS
+
+METHODS = [m for m in conv.list_methods() if m not in ("tensorflow", "python")] + ["auto"]
+GEOMETRY = [
+    dict(padding="VALID"),
+    dict(padding="SAME"),
+    dict(padding="SAME", stride=2),
+    dict(padding=((1, 0), (2, 1)), dilation=2),
+    dict(padding="SAME", stride=(2, 1), dilation=(1, 2)),
+]
+
+
+def nchw(a):
+    return np.ascontiguousarray(np.moveaxis(a, 3, 1))
+
+
+def nhwc(a):
+    return np.moveaxis(a, 1, 3)
+
+
+@pytest.mark.parametrize("mod", EXTENSIONS, ids=lambda m: m.__name__.rsplit(".", 1)[1])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 3, 5), (3, 9, 17), (2, 33, 40), (1, 64, 64),
+                                   (2, 100, 7), (1, 7, 100), (2, 1100, 37), (1, 37, 1100)],
+                         ids=str)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_swap_axes_is_the_transpose(mod, dtype, shape, threads):
+    """Every build's layout change, whole squares and the rows and columns left over."""
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    out = np.full((shape[0], shape[2], shape[1]), np.nan, dtype)
+    mod.swap_axes(x, out, threads)
+    np.testing.assert_array_equal(out, x.transpose(0, 2, 1))
+    with pytest.raises(ValueError, match="swap_axes"):
+        mod.swap_axes(x, np.empty((shape[0], shape[2] + 1, shape[1]), dtype), threads)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("groups", [1, 3])
+@pytest.mark.parametrize("kwargs", GEOMETRY, ids=str)
+@pytest.mark.parametrize("method", METHODS)
+def test_nchw_is_the_nhwc_result_transposed(method, kwargs, groups, dtype):
+    """Bit for bit, for every method (the arithmetic is the NHWC call's), and within the
+    method's accuracy of the exact reference."""
+    x, w = normal_inputs((2, 9, 8, 6), (3, 3, 6 // groups, 2 * groups), dtype)
+    xc = nchw(x)
+    got = conv.conv2d(xc, w, method=method, data_format="NCHW", **kwargs)
+    want = conv.conv2d(x, w, method=method, **kwargs)
+    assert got.shape == (want.shape[0], want.shape[3], want.shape[1], want.shape[2])
+    assert got.flags.c_contiguous and got.dtype == dtype
+    np.testing.assert_array_equal(nhwc(got), want)
+    exact = kit.reference_conv2d(x, w, **kwargs)
+    kit.assert_conv_accurate(nhwc(got), exact, kit.tolerance_scale(x, w, **kwargs), dtype,
+                             kit.method_accuracy(method, x, w, **kwargs))
+    # a plan of the same problem, with and without out=, any batch size
+    p = conv.plan((None,) + xc.shape[1:], w, method=method, data_format="NCHW", **kwargs)
+    assert p.data_format == "NCHW" and p.x_shape == (None,) + xc.shape[1:]
+    assert p.out_shape(2) == got.shape
+    np.testing.assert_array_equal(p(xc), got)
+    buf = np.empty_like(got)
+    assert p(xc, out=buf) is buf
+    np.testing.assert_array_equal(buf, got)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mult", [1, 2])
+@pytest.mark.parametrize("kwargs", GEOMETRY[:4], ids=str)
+def test_depthwise_nchw_against_tensorflow(tf, kwargs, mult, dtype):
+    """TensorFlow has no NCHW depthwise convolution on the CPU: its NHWC result,
+    transposed."""
+    x, w = normal_inputs((2, 10, 9, 5), (3, 3, 5, mult), dtype)
+    if not tf_result_defined(x, w.reshape(3, 3, 1, 5 * mult), **kwargs):
+        pytest.skip("TensorFlow's result is not defined the same on every build here")
+    s = kwargs.get("stride", 1)
+    d = kwargs.get("dilation", 1)
+    pad = kwargs["padding"]
+    if not isinstance(pad, str):
+        pad = [[0, 0], list(pad[0]), list(pad[1]), [0, 0]]
+    want = tf.nn.depthwise_conv2d(x, w, [1, s, s, 1], pad, dilations=[d, d]).numpy()
+    got = conv.depthwise_conv2d(nchw(x), w, data_format="NCHW", **kwargs)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(nhwc(got), want, rtol=tol, atol=tol * np.abs(want).max())
+    p = conv.plan(nchw(x).shape, w, depthwise=True, data_format="NCHW", dtype=dtype, **kwargs)
+    assert p.method == "depthwise" and p.groups == 5
+    np.testing.assert_array_equal(p(nchw(x)), got)
+
+
+def test_nchw_inputs_untouched_and_any_layout():
+    """A read-only, non-contiguous NCHW view is accepted and left as it was; float16 is
+    computed in float32 and rounded once, as in NHWC; pickled plans keep the layout."""
+    x, w = normal_inputs((2, 7, 8, 4), (3, 3, 4, 5), np.float32)
+    big = nchw(np.concatenate([x, x], axis=2))
+    view = big[:, :, :, ::2]  # (2, 4, 7, 8), not contiguous
+    view.flags.writeable = False
+    before = view.copy()
+    got = conv.conv2d(view, w, padding="SAME", data_format="NCHW")
+    np.testing.assert_array_equal(view, before)
+    np.testing.assert_array_equal(
+        nhwc(got), conv.conv2d(np.ascontiguousarray(nhwc(view)), w, padding="SAME"))
+    half = conv.conv2d(view.astype(np.float16), w.astype(np.float16), padding="SAME",
+                       data_format="NCHW")
+    assert half.dtype == np.float16
+    np.testing.assert_array_equal(
+        nhwc(half), conv.conv2d(np.ascontiguousarray(nhwc(view)).astype(np.float16),
+                                w.astype(np.float16), padding="SAME"))
+    p = conv.plan(view.shape, w, padding="SAME", data_format="NCHW")
+    q = pickle.loads(pickle.dumps(p))
+    assert q.data_format == "NCHW" and q.x_shape == view.shape
+    np.testing.assert_array_equal(q(view), got)
+    assert "NCHW" in repr(p)
+
+
+def test_nchw_empty_batch_and_scratch_reuse():
+    """An empty batch gives an empty NCHW result; repeated calls of different sizes through
+    the reused scratch arrays stay right."""
+    w = normal_inputs((1, 1, 1, 1), (3, 3, 3, 4), np.float32)[1]
+    assert conv.conv2d(np.zeros((0, 3, 6, 6), np.float32), w,
+                       data_format="NCHW").shape == (0, 4, 4, 4)
+    for shape in [(3, 12, 12, 3), (1, 5, 5, 3), (2, 9, 20, 3), (1, 5, 5, 3)]:
+        x = normal_inputs(shape, (1, 1, 1, 1), np.float32, seed=shape[2])[0]
+        np.testing.assert_array_equal(nhwc(conv.conv2d(nchw(x), w, data_format="NCHW")),
+                                      conv.conv2d(x, w))
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (dict(data_format="nchw"), ValueError, "data_format must be 'NHWC' or 'NCHW'"),
+    (dict(data_format="NCWH"), ValueError, "data_format must be 'NHWC' or 'NCHW'"),
+    (dict(data_format=None), TypeError, "data_format must be 'NHWC' or 'NCHW'"),
+])
+def test_bad_data_format(bad, exc, match):
+    x, w = normal_inputs((1, 3, 5, 5), (3, 3, 3, 2), np.float32)
+    with pytest.raises(exc, match=match):
+        conv.conv2d(x, w, **bad)
+    with pytest.raises(exc, match=match):
+        conv.plan(x.shape, w, **bad)
+    with pytest.raises(exc, match=match):
+        conv.depthwise_conv2d(x, w[:, :, :, :1], **bad)
+
+
+def test_nchw_errors_speak_nchw():
+    x, w = normal_inputs((2, 5, 8, 8), (3, 3, 2, 4), np.float32)
+    with pytest.raises(ValueError, match=r"x is NCHW \(2, 5, 8, 8\)"):
+        conv.conv2d(x, w, data_format="NCHW")
+    with pytest.raises(ValueError, match=r"x must be 4-D NCHW \(N, C_in, H, W\)"):
+        conv.conv2d(x[0], w, data_format="NCHW")
+    with pytest.raises(ValueError, match=r"has C_in=3 channels but x has C_in=5 \(x is NCHW"):
+        conv.depthwise_conv2d(x, np.ones((3, 3, 3, 1), np.float32), data_format="NCHW")
+    p = conv.plan((2, 4, 8, 8), np.ones((3, 3, 4, 1), np.float32), data_format="NCHW")
+    with pytest.raises(ValueError, match=r"made for x of shape \(2, 4, 8, 8\) \(NCHW\)"):
+        p(np.ones((2, 8, 8, 4), np.float32))
+    out = np.empty((2, 6, 6, 1), np.float32)  # NHWC-shaped: wrong for NCHW
+    with pytest.raises(ValueError, match=r"this convolution's output is \(2, 1, 6, 6\)"):
+        p(np.ones((2, 4, 8, 8), np.float32), out=out)
+
+
+def test_depthwise_plan_arguments():
+    x, w = normal_inputs((2, 6, 6, 4), (3, 3, 4, 2), np.float32)
+    with pytest.raises(ValueError, match="groups may not be given with depthwise=True"):
+        conv.plan(x.shape, w, depthwise=True, groups=4)
+    with pytest.raises(TypeError, match="depthwise must be True or False"):
+        conv.plan(x.shape, w, depthwise=1)
+    p = conv.plan(x.shape, w, depthwise=True, padding="SAME")
+    np.testing.assert_array_equal(p(x), conv.depthwise_conv2d(x, w, padding="SAME",
+                                                              method=p.method))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kwargs", [dict(padding="SAME"), dict(padding="VALID"),
+                                    dict(padding="SAME", stride=2),
+                                    dict(padding=((2, 0), (3, 1)), dilation=(1, 2)),
+                                    dict(padding="SAME", stride=(1, 3))], ids=str)
+@pytest.mark.parametrize("shape", [(2, 5, 37, 35), (1, 3, 20, 16), (1, 4, 9, 7)], ids=str)
+def test_depthwise_blocks_and_borders(shape, kwargs, dtype):
+    """Rows wide enough for whole register blocks, fewer-pixel blocks and border pixels,
+    channel counts with and without a remainder past the last vector: the same sums as
+    the per-pixel path (the multiplier-2 problem, which takes only that path, with one
+    of its two filters zero, gives the multiplier-1 result exactly), and within the
+    accuracy bound of the exact reference."""
+    x, w = normal_inputs(shape, (3, 3, shape[3], 1), dtype)
+    got = conv.depthwise_conv2d(x, w, method="depthwise", **kwargs)
+    w2 = np.concatenate([w, np.zeros_like(w)], axis=3)
+    np.testing.assert_array_equal(
+        conv.depthwise_conv2d(x, w2, method="depthwise", **kwargs)[..., ::2], got)
+    exact = kit.reference_conv2d(x, w.reshape(3, 3, 1, shape[3]), **kwargs)
+    kit.assert_conv_accurate(got, exact, kit.tolerance_scale(x, w, **kwargs), dtype,
+                             kit.method_accuracy("depthwise", x, w.reshape(3, 3, 1, shape[3]),
+                                                 **kwargs))
