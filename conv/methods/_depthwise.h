@@ -129,11 +129,41 @@ static inline void NAME##_block(const conv_dw_problem *p, const T *const *xr,   
     if (c < C) /* the channels past the last whole vector */                               \
         NAME##_tail(p, xr, ir, nr, w, o, ox, c, PX, CHECK);                                \
 }                                                                                          \
+/* NAME##_block for 3-wide filters at stride 1, dilation 1 (most depthwise layers): the    \
+ * input vectors stream through once per kernel row, each feeding the (up to) three sums   \
+ * that read it, taps in the same order (j = 0, 1, 2 for every sum): the same results. */  \
+static inline void NAME##_block3(const conv_dw_problem *p, const T *const *xr,             \
+                                 const ptrdiff_t *ir, ptrdiff_t nr, const T *w, T *o,      \
+                                 const int PX) {                                           \
+    const ptrdiff_t C = p->C;                                                              \
+    ptrdiff_t c, r;                                                                        \
+    int q;                                                                                 \
+    for (c = 0; c + LANES <= C; c += LANES) {                                              \
+        V acc[CONV_DW_PX];                                                                 \
+        for (q = 0; q < PX; q++)                                                           \
+            acc[q] = (V){0};                                                               \
+        for (r = 0; r < nr; r++) {                                                         \
+            const T *xp = xr[r] + c, *wp = w + ir[r] * 3 * C + c;                          \
+            const V w0 = LOAD(wp), w1 = LOAD(wp + C), w2 = LOAD(wp + 2 * C);               \
+            for (q = 0; q < PX + 2; q++) {                                                 \
+                const V xv = LOAD(xp + q * C);                                             \
+                if (q < PX) acc[q] += xv * w0;                                             \
+                if (q >= 1 && q <= PX) acc[q - 1] += xv * w1;                              \
+                if (q >= 2) acc[q - 2] += xv * w2;                                         \
+            }                                                                              \
+        }                                                                                  \
+        for (q = 0; q < PX; q++)                                                           \
+            STORE(o + q * C + c, acc[q]);                                                  \
+    }                                                                                      \
+    if (c < C) /* the channels past the last whole vector */                               \
+        NAME##_tail(p, xr, ir, nr, w, o, 0, c, PX, 0);                                     \
+}                                                                                          \
 /* one depthwise (multiplier 1) output row, in register blocks of CONV_DW_PX pixels, then   \
  * fewer, the border pixels one at a time */                                               \
 static void NAME##_row(const conv_dw_problem *p, const T *xn, const T *w, T *o,            \
                        ptrdiff_t oy, ptrdiff_t lo, ptrdiff_t hi) {                         \
     const ptrdiff_t C = p->C;                                                              \
+    const int k3 = p->KW == 3 && p->sw == 1 && p->dw == 1;                                 \
     const T *xr[CONV_DW_MAXKH], *xb[CONV_DW_MAXKH];                                        \
     ptrdiff_t ir[CONV_DW_MAXKH], nr = 0, i, ox = 0, r;                                     \
     for (i = 0; i < p->KH; i++) {                                                          \
@@ -147,7 +177,10 @@ static void NAME##_row(const conv_dw_problem *p, const T *xn, const T *w, T *o, 
         const ptrdiff_t ix0 = ox * p->sw - p->pl;                                          \
         for (r = 0; r < nr; r++)                                                           \
             xr[r] = xb[r] + ix0 * C;                                                       \
-        if (left >= CONV_DW_PX) {                                                   \
+        if (left >= CONV_DW_PX && k3) {                                                    \
+            NAME##_block3(p, xr, ir, nr, w, o + ox * C, CONV_DW_PX);                       \
+            ox += CONV_DW_PX;                                                              \
+        } else if (left >= CONV_DW_PX) {                                                   \
             NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, CONV_DW_PX, 0);                 \
             ox += CONV_DW_PX;                                                              \
         } else if (left >= 4) {                                                            \
