@@ -35,6 +35,7 @@ from ._contract import Method, MethodError, MethodUnavailableError, Problem
 from ._registry import REGISTRY as _REGISTRY
 from ._plan import Plan
 from ._registry import PluginWarning
+from ._dask import ChunkWarning
 from ._wisdom import WisdomWarning
 
 __version__ = "0.1.0"
@@ -59,6 +60,7 @@ __all__ = [
     "MethodUnavailableError",
     "PluginWarning",
     "WisdomWarning",
+    "ChunkWarning",
 ]
 
 

@@ -12,7 +12,8 @@ def conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation=1, thread
     ----------
     x : array_like, (N, H, W, C_in)
         Input, NHWC; (N, C_in, H, W) with ``data_format="NCHW"``. Any array-like and
-        memory layout; never modified.
+        memory layout; never modified. A ``dask.array.Array`` gives a lazy
+        ``dask.array.Array``, computed chunk by chunk (docs/dask.md).
     w : array_like, (KH, KW, C_in / groups, C_out)
         Filters, HWIO. When x's C_in is a multiple of w's, the convolution is grouped,
         as TensorFlow infers it: groups = x's C_in / w's C_in, C_out a multiple of it;
@@ -65,7 +66,7 @@ def depthwise_conv2d(x, w, *, method="auto", stride=1, padding="VALID", dilation
     """Depthwise 2-D convolution with ``tf.nn.depthwise_conv2d``'s semantics.
 
     x : array_like, (N, H, W, C_in), NHWC; (N, C_in, H, W) with data_format="NCHW";
-        never modified.
+        never modified. A ``dask.array.Array`` gives a lazy ``dask.array.Array``.
     w : array_like, (KH, KW, C_in, multiplier): each input channel c convolved with its
         own ``multiplier`` filters; output channel ``c * multiplier + m``.
 

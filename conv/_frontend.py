@@ -51,10 +51,17 @@ def _as_array(value, name: str) -> np.ndarray:
     else:
         try:
             arr = np.asarray(value)
-        except (ValueError, TypeError) as exc:
+        except ValueError as exc:
             raise ValueError(
                 f"{name} must be a rectangular array-like of real numbers (ragged nested "
                 f"sequences are not arrays): {exc}"
+            ) from None
+        except TypeError as exc:  # e.g. a GPU array that refuses to become a NumPy one
+            raise TypeError(
+                f"{name} is a {type(value).__module__}.{type(value).__name__}, which NumPy "
+                f"cannot convert ({exc}); conv takes NumPy arrays, what NumPy converts "
+                f"(nested lists, objects with __array__ such as CPU torch tensors) and, for "
+                f"x, dask.array.Array"
             ) from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(

@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import _auto, _geometry, _wisdom
+from . import _auto, _dask, _geometry, _wisdom
 from ._contract import NORMWISE_TOLERANCE, Method, MethodError, Problem, make_problem
 from ._frontend import (DTYPE_NAMES, Spec, _as_array, as_threads, check_x_shape, compute_dtype,
                         kernel_array, specify, zero_pad)
@@ -819,6 +819,13 @@ def plan_conv2d(x, w, *, stride, padding, dilation, threads, method, out, groups
     if not isinstance(method, str):
         raise TypeError(f"method must be a str; got {type(method).__name__}")
     nchw = as_nchw(data_format)
+    if _dask.is_dask_array(x):
+        if out is not None:
+            raise TypeError("out= is not supported with a Dask array x: the result is a "
+                            "lazy dask.array.Array (store it with .to_zarr, .store, ...)")
+        return _dask.conv2d(x, w, stride=stride, padding=padding, dilation=dilation,
+                            threads=threads, method=method, groups=groups,
+                            data_format=data_format, nchw=nchw)
     xa = _as_array(x, "x")
     wa = _as_array(w, "w")
     check_x_shape(xa.shape, layout=data_format)
