@@ -103,11 +103,14 @@ def torch():
 
 def torch_callable(torch_module, x: np.ndarray, w: np.ndarray, threads: int,
                    stride: int = 1, pad: int = 0, groups: int = 1):
-    """(call, to_nhwc): torch.nn.functional.conv2d on NCHW/OIHW copies made here, outside
-    the timed region, and the conversion of its result back to NHWC. ``pad``: zeros on
-    every side; ``groups``: PyTorch's, w being (KH, KW, C_in / groups, C_out)."""
+    """(call, to_nhwc): torch.nn.functional.conv2d on x as a channels_last tensor (the
+    NHWC data seen as NCHW, PyTorch's layout for NHWC memory: its depthwise and oneDNN
+    kernels run on it without a layout change) and OIHW weights, both made here, outside
+    the timed region; and the conversion of its (channels_last) result back to NHWC.
+    ``pad``: zeros on every side; ``groups``: PyTorch's, w being (KH, KW, C_in / groups,
+    C_out)."""
     torch_module.set_num_threads(threads)
-    xt = torch_module.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    xt = torch_module.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)
     wt = torch_module.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1)))
     conv2d = torch_module.nn.functional.conv2d
 
@@ -116,7 +119,7 @@ def torch_callable(torch_module, x: np.ndarray, w: np.ndarray, threads: int,
             return conv2d(xt, wt, stride=stride, padding=pad, groups=groups)
 
     def to_nhwc(out):
-        return out.numpy().transpose(0, 2, 3, 1)
+        return out.permute(0, 2, 3, 1).numpy()
 
     return call, to_nhwc
 

@@ -219,7 +219,8 @@ class TensorFlowBaseline(Baseline):
 
 
 class TorchBaseline(Baseline):
-    """torch.nn.functional.conv2d on NCHW copies made before timing ("vs torch")."""
+    """torch.nn.functional.conv2d on x as a channels_last tensor and OIHW weights made
+    before timing ("vs torch"; frameworks.torch_callable)."""
 
     def __init__(self, torch):
         super().__init__(TORCH_BASELINE)

@@ -226,8 +226,9 @@ def footnotes(rows: Sequence, tolerance: Dict[str, float]) -> List[str]:
                      "conv method, through conv.conv2d (argument checks, padding, conversion): "
                      "a gap between the two rows is that overhead plus timing noise")
     if TORCH_BASELINE in ok:
-        notes.append(f"{TORCH_BASELINE}: torch.nn.functional.conv2d on NCHW copies made "
-                     "before timing, the baseline of \"vs torch\"")
+        notes.append(f"{TORCH_BASELINE}: torch.nn.functional.conv2d on x as a channels_last "
+                     "tensor (the NHWC array seen as NCHW) and OIHW weights made before "
+                     "timing, the baseline of \"vs torch\"")
     planned = [r for r in rows if r.kind == "planned" and r.planning_seconds is not None]
     if planned:
         notes.append(planning_note(planned))
