@@ -10,16 +10,10 @@ import pytest
 import conv
 import conv.testing as kit
 from conftest import normal_inputs, tf_result_defined
+from test_groups import GEOMETRY
 from test_microkernels import EXTENSIONS
 
 METHODS = [m for m in conv.list_methods() if m not in ("tensorflow", "python")] + ["auto"]
-GEOMETRY = [
-    dict(padding="VALID"),
-    dict(padding="SAME"),
-    dict(padding="SAME", stride=2),
-    dict(padding=((1, 0), (2, 1)), dilation=2),
-    dict(padding="SAME", stride=(2, 1), dilation=(1, 2)),
-]
 
 
 def nchw(a):

@@ -102,20 +102,34 @@ static void NAME##_tail(const conv_dw_problem *p, const T *const *xr, const ptrd
     }                                                                                      \
 }                                                                                          \
 /* PX output pixels ox.. of a depthwise (multiplier 1) row, summed in registers: xr[r] is  \
- * the first pixel's first tap in valid input row r (kernel row ir[r]); with CHECK (one     \
- * pixel at the border) taps outside the row are skipped */                                \
+ * the first pixel's first tap in valid input row r (kernel row ir[r]); with CHECK (one    \
+ * pixel at the border) taps outside the row are skipped. K3 (3-wide filters at stride 1,  \
+ * dilation 1: most depthwise layers): each input vector is loaded once a kernel row and   \
+ * feeds the (up to) three sums that read it, in the same tap order (j = 0, 1, 2 for every \
+ * sum), so the same results. */                                                           \
 static inline void NAME##_block(const conv_dw_problem *p, const T *const *xr,              \
                                 const ptrdiff_t *ir, ptrdiff_t nr, const T *w, T *o,       \
-                                ptrdiff_t ox, const int PX, const int CHECK) {             \
+                                ptrdiff_t ox, const int PX, const int CHECK, const int K3) {\
     const ptrdiff_t C = p->C, KW = p->KW, step = p->sw * C, tap = p->dw * C;               \
     const ptrdiff_t ix0 = ox * p->sw - p->pl;                                              \
-    ptrdiff_t c, r, j, q;                                                                  \
+    ptrdiff_t c, r, j;                                                                     \
+    int q;                                                                                 \
     for (c = 0; c + LANES <= C; c += LANES) {                                              \
         V acc[CONV_DW_PX];                                                                 \
         for (q = 0; q < PX; q++)                                                           \
             acc[q] = (V){0};                                                               \
         for (r = 0; r < nr; r++) {                                                         \
             const T *xp = xr[r] + c, *wp = w + ir[r] * KW * C + c;                         \
+            if (K3) {                                                                      \
+                const V w0 = LOAD(wp), w1 = LOAD(wp + C), w2 = LOAD(wp + 2 * C);           \
+                for (q = 0; q < PX + 2; q++) {                                             \
+                    const V xv = LOAD(xp + q * C);                                         \
+                    if (q < PX) acc[q] += xv * w0;                                         \
+                    if (q >= 1 && q <= PX) acc[q - 1] += xv * w1;                          \
+                    if (q >= 2) acc[q - 2] += xv * w2;                                     \
+                }                                                                          \
+                continue;                                                                  \
+            }                                                                              \
             for (j = 0; j < KW; j++, xp += tap, wp += C) {                                 \
                 const V wv = LOAD(wp);                                                     \
                 if (CHECK && (ix0 + j * p->dw < 0 || ix0 + j * p->dw >= p->W)) continue;   \
@@ -128,35 +142,6 @@ static inline void NAME##_block(const conv_dw_problem *p, const T *const *xr,   
     }                                                                                      \
     if (c < C) /* the channels past the last whole vector */                               \
         NAME##_tail(p, xr, ir, nr, w, o, ox, c, PX, CHECK);                                \
-}                                                                                          \
-/* NAME##_block for 3-wide filters at stride 1, dilation 1 (most depthwise layers): the    \
- * input vectors stream through once per kernel row, each feeding the (up to) three sums   \
- * that read it, taps in the same order (j = 0, 1, 2 for every sum): the same results. */  \
-static inline void NAME##_block3(const conv_dw_problem *p, const T *const *xr,             \
-                                 const ptrdiff_t *ir, ptrdiff_t nr, const T *w, T *o,      \
-                                 const int PX) {                                           \
-    const ptrdiff_t C = p->C;                                                              \
-    ptrdiff_t c, r;                                                                        \
-    int q;                                                                                 \
-    for (c = 0; c + LANES <= C; c += LANES) {                                              \
-        V acc[CONV_DW_PX];                                                                 \
-        for (q = 0; q < PX; q++)                                                           \
-            acc[q] = (V){0};                                                               \
-        for (r = 0; r < nr; r++) {                                                         \
-            const T *xp = xr[r] + c, *wp = w + ir[r] * 3 * C + c;                          \
-            const V w0 = LOAD(wp), w1 = LOAD(wp + C), w2 = LOAD(wp + 2 * C);               \
-            for (q = 0; q < PX + 2; q++) {                                                 \
-                const V xv = LOAD(xp + q * C);                                             \
-                if (q < PX) acc[q] += xv * w0;                                             \
-                if (q >= 1 && q <= PX) acc[q - 1] += xv * w1;                              \
-                if (q >= 2) acc[q - 2] += xv * w2;                                         \
-            }                                                                              \
-        }                                                                                  \
-        for (q = 0; q < PX; q++)                                                           \
-            STORE(o + q * C + c, acc[q]);                                                  \
-    }                                                                                      \
-    if (c < C) /* the channels past the last whole vector */                               \
-        NAME##_tail(p, xr, ir, nr, w, o, 0, c, PX, 0);                                     \
 }                                                                                          \
 /* one depthwise (multiplier 1) output row, in register blocks of CONV_DW_PX pixels, then   \
  * fewer, the border pixels one at a time */                                               \
@@ -178,19 +163,19 @@ static void NAME##_row(const conv_dw_problem *p, const T *xn, const T *w, T *o, 
         for (r = 0; r < nr; r++)                                                           \
             xr[r] = xb[r] + ix0 * C;                                                       \
         if (left >= CONV_DW_PX && k3) {                                                    \
-            NAME##_block3(p, xr, ir, nr, w, o + ox * C, CONV_DW_PX);                       \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, CONV_DW_PX, 0, 1);              \
             ox += CONV_DW_PX;                                                              \
         } else if (left >= CONV_DW_PX) {                                                   \
-            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, CONV_DW_PX, 0);                 \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, CONV_DW_PX, 0, 0);              \
             ox += CONV_DW_PX;                                                              \
         } else if (left >= 4) {                                                            \
-            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 4, 0);                          \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 4, 0, 0);                       \
             ox += 4;                                                                       \
         } else if (left >= 1) {                                                            \
-            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 1, 0);                          \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 1, 0, 0);                       \
             ox += 1;                                                                       \
         } else {                                                                           \
-            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 1, 1);                          \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 1, 1, 0);                       \
             ox += 1;                                                                       \
         }                                                                                  \
     }                                                                                      \
