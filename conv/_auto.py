@@ -1,8 +1,11 @@
 """The rule behind method="auto": which installed method runs a given problem.
 
 Rule: "depthwise" for a grouped problem with one input channel a group (a depthwise
-convolution: its compiled kernel took 4.4 ms where one "direct" call per channel took
-72 ms, MobileNet-v2's (8,112,112,32) 3x3 SAME float32); "winograd" where it pays
+convolution: its compiled kernel takes 0.9-1.1 ms where one "direct" call per channel took
+72 ms, MobileNet-v2's (8,112,112,32) 3x3 SAME float32; with 4 or more channels a group it
+takes 1.7-3.7x the time of "direct" group by group, which auto therefore keeps; at 2 it
+took 0.6-0.9x in quiet runs and 1.6x in one under load: too little to route on);
+"winograd" where it pays
 (winograd_pays: a 3x3 kernel at stride 1 and dilation 1, at least WINOGRAD_MIN_PIXELS
 output pixels and WINOGRAD_PIXELS_PER_WEIGHT * C_in * C_out of them, C_in and C_out at
 least WINOGRAD_MIN_CHANNELS and together at least WINOGRAD_MIN_CHANNEL_SUM); otherwise
