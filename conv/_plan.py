@@ -513,10 +513,11 @@ _scratch = threading.local()
 
 def _scratch_array(slot: int, shape, dtype) -> np.ndarray:
     """A C-contiguous array for this thread's scratch ``slot`` (0: x, 1: the result),
-    reused from the previous call when it is large enough."""
+    reused from the previous call when it is large enough; a fresh one while an outer
+    NCHW call on this thread holds them (a kernel that calls conv itself)."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
-    if nbytes > SCRATCH_KEEP_BYTES:
+    if nbytes > SCRATCH_KEEP_BYTES or getattr(_scratch, "busy", False):
         return np.empty(shape, dtype=dtype)
     bufs = getattr(_scratch, "bufs", None)
     if bufs is None:
@@ -536,9 +537,16 @@ def _execute_nchw(spec: Spec, route, xk: np.ndarray, n: int, out: Optional[np.nd
     oshape = to_layout(spec.out_shape(n), True)
     if n == 0 or 0 in oshape:
         return np.empty(oshape, dtype=spec.result_dtype) if out is None else out
+    outer = not getattr(_scratch, "busy", False)
     xs = _swap(xk, xk.shape[1], _scratch_array(0, from_layout(xk.shape, True), xk.dtype),
                spec.threads)
-    res = route(xs, n, _scratch_array(1, spec.out_shape(n), xk.dtype) if prepared else None)
+    scratch = _scratch_array(1, spec.out_shape(n), xk.dtype) if prepared else None
+    _scratch.busy = True
+    try:
+        res = route(xs, n, scratch)
+    finally:
+        if outer:
+            _scratch.busy = False
     pixels = res.shape[1] * res.shape[2]
     if out is not None and out.dtype == res.dtype:
         return _swap(res, pixels, out, spec.threads)

@@ -190,3 +190,18 @@ def test_depthwise_blocks_and_borders(shape, kwargs, dtype):
     kit.assert_conv_accurate(got, exact, kit.tolerance_scale(x, w, **kwargs), dtype,
                              kit.method_accuracy("depthwise", x, w.reshape(3, 3, 1, shape[3]),
                                                  **kwargs))
+
+
+def test_a_kernel_calling_conv_in_nchw_does_not_share_the_scratch(registered):
+    """A method whose kernel calls conv.conv2d(data_format="NCHW") itself, inside an outer
+    NCHW call on the same thread: each call keeps its own scratch arrays."""
+
+    def kernel(p):
+        conv.conv2d(np.ascontiguousarray(np.moveaxis(2 * p.x, 3, 1)), p.w, method="direct",
+                    data_format="NCHW")
+        return conv.conv2d(p.x, p.w, method="direct")  # p.x read after the inner call
+
+    registered(conv.Method("nested", kernel, prepare=lambda template: lambda p, out: kernel(p)))
+    x, w = normal_inputs((2, 9, 8, 3), (3, 3, 3, 4), np.float32)
+    got = conv.plan(nchw(x).shape, w, method="nested", data_format="NCHW")(nchw(x))
+    np.testing.assert_array_equal(nhwc(got), conv.conv2d(x, w, method="direct"))
