@@ -34,7 +34,7 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ._frontend import _as_array, as_threads, check_x_shape, specify
+from ._frontend import _as_array, as_threads, available_cpus, check_x_shape, specify
 
 
 class ChunkWarning(UserWarning):
@@ -114,23 +114,24 @@ def _host_threads(worker) -> int:
         return own
 
 
-def _concurrent_tasks() -> int:
-    """How many tasks may run at once on the cores this process may use: on
-    dask.distributed, the threads of all workers on this host; 1 on the synchronous
-    scheduler (tasks run in the main thread of the main process); else the local pool's
-    size (dask's num_workers setting, default every CPU)."""
+def _worker():
+    """The dask.distributed worker this code runs in, or None."""
     try:
         from distributed import get_worker
 
-        worker = get_worker()
+        return get_worker()
     except (ImportError, ValueError):
-        worker = None
-    if worker is not None:
-        key = getattr(worker, "address", None)
-        if key not in _HOST_THREADS:
-            _HOST_THREADS.clear()
-            _HOST_THREADS[key] = _host_threads(worker)
-        return _HOST_THREADS[key]
+        return None
+
+
+#: _host_threads of the worker this process runs (asked once per worker)
+_HOST_THREADS: dict = {}
+
+
+def _local_tasks() -> int:
+    """How many tasks a local scheduler may run at once: 1 on the synchronous one (tasks
+    run in the main thread of the main process), else the pool's size (dask's num_workers
+    setting, default every CPU)."""
     import multiprocessing
 
     if (threading.current_thread() is threading.main_thread()
@@ -141,17 +142,23 @@ def _concurrent_tasks() -> int:
     return max(1, int(dask.config.get("num_workers", None) or as_threads(None)))
 
 
-#: _host_threads of the worker this process runs (asked once per worker)
-_HOST_THREADS: dict = {}
-
-
 def task_threads(threads) -> int:
-    """The threads one task uses: ``threads`` when given, else the CPUs this process may
-    run on divided among the tasks that may run at once on them (so tasks x threads never
-    exceed the cores; see _concurrent_tasks)."""
+    """The threads one task uses: ``threads`` when given; else, so that tasks x threads
+    never exceed the cores, the CPUs divided among the tasks that may run at once on them:
+    on a dask.distributed worker, this process's CPUs over the threads of all workers on
+    its host (OMP_NUM_THREADS, which dask.distributed sets to 1 in its workers against
+    other libraries' oversubscription, is not read there); elsewhere conv's default
+    threads (OMP_NUM_THREADS when set) over the local scheduler's (_local_tasks)."""
     if threads is not None:
         return as_threads(threads)
-    return max(1, as_threads(None) // _concurrent_tasks())
+    worker = _worker()
+    if worker is None:
+        return max(1, as_threads(None) // _local_tasks())
+    key = getattr(worker, "address", None)
+    if key not in _HOST_THREADS:
+        _HOST_THREADS.clear()
+        _HOST_THREADS[key] = _host_threads(worker)
+    return max(1, available_cpus() // _HOST_THREADS[key])
 
 
 class _Runner:
