@@ -68,7 +68,7 @@ def test_nchw_is_the_nhwc_result_transposed(method, kwargs, groups, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("mult", [1, 2])
+@pytest.mark.parametrize("mult", [1, 2, 3])
 @pytest.mark.parametrize("kwargs", GEOMETRY[:4], ids=str)
 def test_depthwise_nchw_against_tensorflow(tf, kwargs, mult, dtype):
     """TensorFlow has no NCHW depthwise convolution on the CPU: its NHWC result,
