@@ -13,6 +13,7 @@ import pytest
 import conv
 import conv.testing as kit
 from conftest import normal_inputs
+from test_frontend import BAD, TOO_LARGE
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
@@ -167,6 +168,24 @@ def test_bad_input_fails_at_call_time(bad, exc, match):
     kwargs.update(bad)
     with pytest.raises(exc, match=match):
         conv.conv2d(x, **kwargs)
+
+
+DASK_BAD = [b for b in BAD if type(b[3]) is np.ndarray and b[3].ndim >= 1]
+
+
+@pytest.mark.parametrize("case", DASK_BAD, ids=[b[0] for b in DASK_BAD])
+def test_conv2ds_whole_bad_input_list_fails_at_call_time_on_dask_arrays(case):
+    """test_frontend's list of malformed calls, x as a Dask array: the same errors, raised
+    when conv2d is called (nothing is computed)."""
+    _, exc, match, x, w, kwargs = case
+    with pytest.raises(exc, match=match):
+        conv.conv2d(da.from_array(x), w, **kwargs)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", TOO_LARGE, ids=str)
+def test_kernels_larger_than_the_input_fail_at_call_time(x_shape, w_shape, kwargs):
+    with pytest.raises(ValueError):
+        conv.conv2d(da.zeros(x_shape), np.ones(w_shape), **kwargs)
 
 
 def test_unknown_chunk_sizes_and_wrong_rank():
