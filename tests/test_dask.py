@@ -184,7 +184,7 @@ def test_conv2ds_whole_bad_input_list_fails_at_call_time_on_dask_arrays(case):
 
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", TOO_LARGE, ids=str)
 def test_kernels_larger_than_the_input_fail_at_call_time(x_shape, w_shape, kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="kernel.*larger than the padded input"):
         conv.conv2d(da.zeros(x_shape), np.ones(w_shape), **kwargs)
 
 
