@@ -271,3 +271,23 @@ def test_an_unconvertible_array_type_names_what_is_accepted():
     with pytest.raises(TypeError, match=r"x is a .*DeviceArray.*conv takes NumPy arrays.*"
                                         r"dask\.array\.Array"):
         conv.conv2d(DeviceArray(), np.ones((1, 1, 1, 1)))
+
+
+@pytest.mark.parametrize("layout", ["NHWC", "NCHW"])
+def test_a_plan_called_with_a_dask_array(layout):
+    """p(x) for a Dask x: lazy, the plan's method, arguments and dtypes; the same bits as
+    p on the computed array; the plan's shape and dtype checks apply."""
+    x, w = normal_inputs((3, 11, 12, 4), (3, 3, 2, 6), np.float16)
+    xin = x if layout == "NHWC" else np.ascontiguousarray(np.moveaxis(x, 3, 1))
+    p = conv.plan((None,) + xin.shape[1:], w, padding="SAME", stride=2, groups=2,
+                  method="direct", data_format=layout)
+    chunks = (1, 4, 6, -1) if layout == "NHWC" else (1, -1, 4, 6)
+    y = p(lazy(xin, chunks))
+    assert isinstance(y, da.Array) and y.dtype == np.float16
+    np.testing.assert_array_equal(y.compute(), p(xin))
+    with pytest.raises(ValueError, match="this plan was made for x of shape"):
+        p(lazy(xin[:, :-1] if layout == "NHWC" else xin[:, :, :-1], -1))
+    with pytest.raises(TypeError, match="this plan computes in float32"):
+        p(lazy(xin.astype(np.float64), -1))
+    with pytest.raises(TypeError, match="out= is not supported with a Dask array"):
+        p(lazy(xin, -1), out=np.empty(p.out_shape(3), np.float16))
