@@ -412,17 +412,8 @@ class Plan:
         if _dask.is_dask_array(x):
             return self._dask(x, out)
         xa = _as_array(x, "x")
-        shape = xa.shape
-        if len(shape) != 4 or from_layout(shape, self._nchw)[1:] != spec.in_shape or (
-                spec.batch is not None and shape[0] != spec.batch):
-            check_x_shape(shape, layout=self.data_format)
-            planned = to_layout((0,) + spec.in_shape, self._nchw)[1:]
-            raise ValueError(
-                f"x has shape {shape}; this plan was made for x of shape "
-                f"({'any N' if spec.batch is None else spec.batch}, {planned[0]}, "
-                f"{planned[1]}, {planned[2]}) ({self.data_format})")
-        self._check_dtype(xa.dtype)
-        n = shape[0]
+        self._check_x(xa.shape, xa.dtype)
+        n = xa.shape[0]
         if out is not None:
             check_out(out, to_layout(spec.out_shape(n), self._nchw), spec.result_dtype, xa)
         return self._execute(kernel_array(xa, spec.dtype), n, out)
@@ -434,19 +425,24 @@ class Plan:
         if out is not None:
             raise TypeError("out= is not supported with a Dask array x: the result is a "
                             "lazy dask.array.Array (store it with .to_zarr, .store, ...)")
-        if len(x.shape) != 4 or from_layout(x.shape, self._nchw)[1:] != spec.in_shape or (
-                spec.batch is not None and x.shape[0] != spec.batch):
-            check_x_shape(x.shape, layout=self.data_format)
-            planned = to_layout((0,) + spec.in_shape, self._nchw)[1:]
-            raise ValueError(
-                f"x has shape {x.shape}; this plan was made for x of shape "
-                f"({'any N' if spec.batch is None else spec.batch}, {planned[0]}, "
-                f"{planned[1]}, {planned[2]}) ({self.data_format})")
-        self._check_dtype(x.dtype)
+        self._check_x(x.shape, x.dtype)
         return _dask.conv2d(x, a["w"].astype(a["w_dtype"], copy=False), stride=spec.stride,
                             padding=spec.padding, dilation=spec.dilation,
                             threads=a["threads"], method=self.method, groups=spec.groups,
                             data_format=self.data_format, nchw=self._nchw)
+
+    def _check_x(self, shape, dtype) -> None:
+        """x's shape (in the plan's layout) and dtype against the plan's."""
+        spec = self._spec
+        if len(shape) != 4 or from_layout(shape, self._nchw)[1:] != spec.in_shape or (
+                spec.batch is not None and shape[0] != spec.batch):
+            check_x_shape(shape, layout=self.data_format)
+            planned = to_layout((0,) + spec.in_shape, self._nchw)[1:]
+            raise ValueError(
+                f"x has shape {shape}; this plan was made for x of shape "
+                f"({'any N' if spec.batch is None else spec.batch}, {planned[0]}, "
+                f"{planned[1]}, {planned[2]}) ({self.data_format})")
+        self._check_dtype(dtype)
 
     def _check_dtype(self, x_dtype) -> None:
         if x_dtype in self._x_dtypes:
