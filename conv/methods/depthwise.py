@@ -7,7 +7,7 @@ row, which reads its input rows once. Depthwise problems with multiplier 1 hold 
 output pixels' channel vectors in registers over all taps; other grouped problems update
 each output pixel tap by tap. Padded taps are skipped, not multiplied, so NaN/Inf propagate
 exactly; each sum runs over the taps in the order (i, j, channel in the group) whatever the
-path or the thread count. auto uses it where groups are small (see conv/_auto.py).
+path or the thread count. auto uses it for depthwise problems (see conv/_auto.py).
 
 Ordinary problems (one group) run on "direct"'s kernel.
 """
