@@ -34,7 +34,9 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ._frontend import _as_array, as_threads, available_cpus, check_x_shape, specify
+from . import _geometry
+from ._frontend import (_as_array, as_threads, available_cpus, check_real_dtype, check_x_shape,
+                        from_layout, specify, to_layout)
 
 
 class ChunkWarning(UserWarning):
@@ -54,8 +56,7 @@ class _Axis:
 
     def __init__(self, chunks: Tuple[int, ...], size: int, k: int, stride: int, dilation: int,
                  pads: Tuple[int, int], out_size: int):
-        span = (k - 1) * dilation + 1
-        self.halo = span - 1
+        span = _geometry.span(k, dilation)
         bounds = [0]
         for c in chunks:
             bounds.append(bounds[-1] + c)
@@ -74,7 +75,7 @@ class _Axis:
             r0, r1 = max(need0, 0), min(need1, size)
             self.crops.append((r0 - bounds[i], r1 - bounds[i], r0 - need0, need1 - r1))
             assert i == 0 or need0 >= bounds[i]
-            assert r1 <= bounds[i + 1] + (self.halo if i < last else 0)
+            assert r1 <= bounds[i + 1] + (span - 1 if i < last else 0)
 
 
 def _fit_halo(x, axis: int, halo: int):
@@ -211,7 +212,8 @@ def _block(xb, runner, axes, geometry, out_shape, odtype, block_info=None):
     return runner(np.ascontiguousarray(xb[tuple(index)]), ((pt, pb), (pl, pr)))
 
 
-def conv2d(x, w, *, stride, padding, dilation, threads, method, groups, data_format, nchw):
+def conv2d(x, w, *, stride, padding, dilation, threads, method, groups, data_format, nchw,
+           out=None):
     """conv.conv2d for a dask.array.Array x (documented there and in docs/dask.md)."""
     import dask
     import dask.array as da
@@ -219,21 +221,22 @@ def conv2d(x, w, *, stride, padding, dilation, threads, method, groups, data_for
     from . import _plan
     from ._registry import REGISTRY
 
+    if out is not None:
+        raise TypeError("out= is not supported with a Dask array x: the result is a "
+                        "lazy dask.array.Array (store it with .to_zarr, .store, ...)")
     wa = _as_array(w, "w")
     check_x_shape(x.shape, layout=data_format)
     if any(isinstance(s, float) and math.isnan(s) for s in x.shape):
         raise ValueError(f"x has unknown chunk sizes {x.shape}; call x.compute_chunk_sizes() "
                          f"first")
-    if x.dtype.kind not in "biuf":
-        raise TypeError(f"x has dtype {x.dtype}; expected real numbers (float32, float64, "
-                        f"float16, integer or bool)")
-    shape = _plan.from_layout(tuple(int(s) for s in x.shape), nchw)
+    check_real_dtype(x.dtype, "x")
+    shape = from_layout(tuple(int(s) for s in x.shape), nchw)
     spec = specify(shape, x.dtype, wa, stride=stride, padding=padding, dilation=dilation,
                    threads=threads, groups=groups, layout=data_format)
     n = shape[0]
     chosen = REGISTRY.usable(method) if method != "auto" else None
     out_nhwc = spec.out_shape(n)
-    out_shape = _plan.to_layout(out_nhwc, nchw)
+    out_shape = to_layout(out_nhwc, nchw)
     dtype = spec.result_dtype
     if 0 in out_nhwc:
         return da.empty(out_shape, dtype=dtype)
@@ -248,8 +251,8 @@ def conv2d(x, w, *, stride, padding, dilation, threads, method, groups, data_for
                       ChunkWarning, stacklevel=4)
         x = x.rechunk({c_ax: -1})
     kh, kw = spec.w.shape[:2]
-    halo_h = (kh - 1) * spec.dilation[0]
-    halo_w = (kw - 1) * spec.dilation[1]
+    halo_h = _geometry.span(kh, spec.dilation[0]) - 1  # rows a block reads past its end
+    halo_w = _geometry.span(kw, spec.dilation[1]) - 1
     x = _fit_halo(_fit_halo(x, h_ax, halo_h), w_ax, halo_w)
     gh = _Axis(x.chunks[h_ax], shape[1], kh, spec.stride[0], spec.dilation[0],
                spec.padding[0], spec.out_hw[0])

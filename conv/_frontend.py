@@ -63,13 +63,18 @@ def _as_array(value, name: str) -> np.ndarray:
                 f"(nested lists, objects with __array__ such as CPU torch tensors) and, for "
                 f"x, dask.array.Array"
             ) from None
-    if arr.dtype.kind not in "biuf":
+    check_real_dtype(arr.dtype, name)
+    return arr
+
+
+def check_real_dtype(dtype, name: str) -> None:
+    """A dtype conv computes on: real numbers (floats, integers, bool)."""
+    if dtype.kind not in "biuf":
         raise TypeError(
-            f"{name} has dtype {arr.dtype}; expected real numbers (float32, float64, "
+            f"{name} has dtype {dtype}; expected real numbers (float32, float64, "
             f"float16, integer or bool). Complex, object, string and datetime arrays are "
             f"not supported."
         )
-    return arr
 
 
 def compute_dtype(x_dtype, w_dtype) -> Tuple[np.dtype, np.dtype]:
@@ -306,19 +311,48 @@ def _dtypes(x_dtype, w_dtype) -> Tuple[np.dtype, np.dtype]:
     return found
 
 
+# ------------------------------------------------------------------ layouts
+#: data_format's values, as TensorFlow names them: x and the result NHWC or NCHW (the
+#: filters are HWIO either way).
+DATA_FORMATS = ("NHWC", "NCHW")
+
+
+def as_nchw(data_format) -> bool:
+    """data_format, checked: True for "NCHW", False for "NHWC"."""
+    if not isinstance(data_format, str):
+        raise TypeError(f"data_format must be 'NHWC' or 'NCHW'; got "
+                        f"{type(data_format).__name__}")
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be 'NHWC' or 'NCHW'; got {data_format!r}")
+    return data_format == "NCHW"
+
+
+def layout_dims(layout: str) -> str:
+    """x's axes in a layout, for messages: "(N, H, W, C_in)" or "(N, C_in, H, W)"."""
+    return "(N, C_in, H, W)" if layout == "NCHW" else "(N, H, W, C_in)"
+
+
+def to_layout(shape_nhwc, nchw: bool):
+    """An NHWC shape in the caller's layout: (N, H, W, C) or (N, C, H, W)."""
+    if not nchw:
+        return tuple(shape_nhwc)
+    n, h, w, c = shape_nhwc
+    return (n, c, h, w)
+
+
+def from_layout(shape, nchw: bool):
+    """A shape in the caller's layout as NHWC (rank checked first by check_x_shape)."""
+    if not nchw:
+        return tuple(shape)
+    n, c, h, w = shape
+    return (n, h, w, c)
+
+
 def check_x_shape(shape, name: str = "x", layout: str = "NHWC") -> None:
     """x (or a plan's x_shape) must be 4-D, NHWC or (layout="NCHW") NCHW."""
     if len(shape) != 4:
-        dims = "(N, H, W, C_in)" if layout == "NHWC" else "(N, C_in, H, W)"
-        raise ValueError(f"{name} must be 4-D {layout} {dims}; got shape {tuple(shape)}")
-
-
-def _as_given(x_shape, layout: str):
-    """An NHWC shape as the caller gave it, for messages: "NHWC (2, 9, 9, 8)"."""
-    if layout == "NCHW":
-        n, h, w, c = x_shape
-        x_shape = (n, c, h, w)
-    return f"{layout} {tuple(x_shape)}"
+        raise ValueError(f"{name} must be 4-D {layout} {layout_dims(layout)}; got shape "
+                         f"{tuple(shape)}")
 
 
 def as_groups(c_in: int, w_cin: int, c_out: int, groups, x_shape, w_shape,
@@ -327,7 +361,8 @@ def as_groups(c_in: int, w_cin: int, c_out: int, groups, x_shape, w_shape,
     C_in / w's C_in groups, and C_out must be a multiple of that. ``groups`` (None, or
     the count the caller states) must agree. x_shape is NHWC; messages show it in
     ``layout``."""
-    where = f"(x is {_as_given(x_shape, layout)}, w is HWIO {tuple(w_shape)})"
+    where = (f"(x is {layout} {to_layout(x_shape, layout == 'NCHW')}, w is HWIO "
+             f"{tuple(w_shape)})")
     if groups is not None:
         g = _int(groups, "groups")
         if g < 1:

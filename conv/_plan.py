@@ -17,8 +17,9 @@ import numpy as np
 
 from . import _auto, _dask, _geometry, _wisdom
 from ._contract import NORMWISE_TOLERANCE, Method, MethodError, Problem, make_problem
-from ._frontend import (DTYPE_NAMES, Spec, _as_array, as_threads, check_x_shape, compute_dtype,
-                        kernel_array, specify, zero_pad)
+from ._frontend import (DTYPE_NAMES, Spec, _as_array, as_nchw, as_threads, check_x_shape,
+                        compute_dtype, from_layout, kernel_array, layout_dims, specify,
+                        to_layout, zero_pad)
 from ._registry import REGISTRY
 
 _NO_PADS = ((0, 0), (0, 0))
@@ -422,14 +423,11 @@ class Plan:
         """p(x) for a Dask array x: conv2d's Dask path with the plan's arguments, weights
         (in their own dtype) and method."""
         spec, a = self._spec, self._args
-        if out is not None:
-            raise TypeError("out= is not supported with a Dask array x: the result is a "
-                            "lazy dask.array.Array (store it with .to_zarr, .store, ...)")
         self._check_x(x.shape, x.dtype)
         return _dask.conv2d(x, a["w"].astype(a["w_dtype"], copy=False), stride=spec.stride,
                             padding=spec.padding, dilation=spec.dilation,
                             threads=a["threads"], method=self.method, groups=spec.groups,
-                            data_format=self.data_format, nchw=self._nchw)
+                            data_format=self.data_format, nchw=self._nchw, out=out)
 
     def _check_x(self, shape, dtype) -> None:
         """x's shape (in the plan's layout) and dtype against the plan's."""
@@ -480,38 +478,7 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.3g} us"
 
 
-# ------------------------------------------------------------------ layouts
-#: data_format's values, as TensorFlow names them: x and the result NHWC or NCHW (the
-#: filters are HWIO either way).
-DATA_FORMATS = ("NHWC", "NCHW")
-
-
-def as_nchw(data_format) -> bool:
-    """data_format, checked: True for "NCHW", False for "NHWC"."""
-    if not isinstance(data_format, str):
-        raise TypeError(f"data_format must be 'NHWC' or 'NCHW'; got "
-                        f"{type(data_format).__name__}")
-    if data_format not in DATA_FORMATS:
-        raise ValueError(f"data_format must be 'NHWC' or 'NCHW'; got {data_format!r}")
-    return data_format == "NCHW"
-
-
-def to_layout(shape_nhwc, nchw: bool):
-    """An NHWC shape in the caller's layout: (N, H, W, C) or (N, C, H, W)."""
-    if not nchw:
-        return tuple(shape_nhwc)
-    n, h, w, c = shape_nhwc
-    return (n, c, h, w)
-
-
-def from_layout(shape, nchw: bool):
-    """A shape in the caller's layout as NHWC (rank checked first by check_x_shape)."""
-    if not nchw:
-        return tuple(shape)
-    n, c, h, w = shape
-    return (n, h, w, c)
-
-
+# ------------------------------------------------------ NCHW (data_format)
 def _swap(x: np.ndarray, a: int, out: np.ndarray, threads: int) -> np.ndarray:
     """out[n, b, a] = x[n, a, b] for x viewed as (N, a, B): NCHW to NHWC (a = C) or back
     (a = H * W), by the compiled, cache-blocked layout change (methods/_layout.h)."""
@@ -606,11 +573,10 @@ def _unpickle(args, effort, reason, times):
 # ------------------------------------------------------------------- planning
 def _x_shape(x_shape, layout="NHWC"):
     """A plan's x_shape, checked, in its layout."""
-    dims = "(N, H, W, C_in)" if layout == "NHWC" else "(N, C_in, H, W)"
     try:
         items = tuple(x_shape)
     except TypeError:
-        raise TypeError(f"x_shape must be a tuple {dims}; got {x_shape!r}") from None
+        raise TypeError(f"x_shape must be a tuple {layout_dims(layout)}; got {x_shape!r}") from None
     check_x_shape(items, "x_shape", layout=layout)
     shape = []
     for i, v in enumerate(items):
@@ -847,12 +813,9 @@ def plan_conv2d(x, w, *, stride, padding, dilation, threads, method, out, groups
         raise TypeError(f"method must be a str; got {type(method).__name__}")
     nchw = as_nchw(data_format)
     if _dask.is_dask_array(x):
-        if out is not None:
-            raise TypeError("out= is not supported with a Dask array x: the result is a "
-                            "lazy dask.array.Array (store it with .to_zarr, .store, ...)")
         return _dask.conv2d(x, w, stride=stride, padding=padding, dilation=dilation,
                             threads=threads, method=method, groups=groups,
-                            data_format=data_format, nchw=nchw)
+                            data_format=data_format, nchw=nchw, out=out)
     xa = _as_array(x, "x")
     wa = _as_array(w, "w")
     check_x_shape(xa.shape, layout=data_format)
