@@ -5,12 +5,11 @@ convolution: its compiled kernel takes 0.9-1.1 ms where one "direct" call per ch
 72 ms, MobileNet-v2's (8,112,112,32) 3x3 SAME float32; with 4 or more channels a group it
 takes 1.7-3.7x the time of "direct" group by group, which auto therefore keeps; at 2 it
 took 0.6-0.9x in quiet runs and 1.6x in one under load: too little to route on);
-"winograd" where it pays
-(winograd_pays: a 3x3 kernel at stride 1 and dilation 1, at least WINOGRAD_MIN_PIXELS
-output pixels and WINOGRAD_PIXELS_PER_WEIGHT * C_in * C_out of them, C_in and C_out at
-least WINOGRAD_MIN_CHANNELS and together at least WINOGRAD_MIN_CHANNEL_SUM); otherwise
-the first of PREFERENCE that is registered, loads, and computes the problem's dtype. It
-never picks "python", "tensorflow" or a plugin.
+"winograd" where it pays (winograd_pays: a 3x3 kernel at stride 1 and dilation 1, at least
+WINOGRAD_MIN_PIXELS output pixels and WINOGRAD_PIXELS_PER_WEIGHT * C_in * C_out of them,
+C_in and C_out at least WINOGRAD_MIN_CHANNELS and together at least
+WINOGRAD_MIN_CHANNEL_SUM); otherwise the first of PREFERENCE that is registered, loads, and
+computes the problem's dtype. It never picks "python", "tensorflow" or a plugin.
 
 Every method auto may pick keeps the accuracy contract (conv.testing.NORMWISE, normwise
 2e-5 float32, 1e-12 float64) on the grid of ``python -m conv --accuracy`` (tested):
