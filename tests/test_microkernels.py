@@ -380,6 +380,52 @@ def test_tap_by_tap_equals_direct(mod, g, dtype):
         assert np.array_equal(tile_of(taps, mr, nc, NR)[0], tile_of(direct, mr, nc, NR)[0]), p0
 
 
+# ------------------------------------------------------------------ the 1x1 forms
+@pytest.mark.parametrize("mod, name", KERNELS, ids=KERNEL_IDS)
+def test_1x1_form_exact_every_mr_and_nc(mod, name):
+    """Each kernel's 1x1 form (the tile of a matrix product the drivers run 1x1 problems
+    on): every element is the sum over c_in of row r times the weights, for every mr in
+    1..MR and nc in 1..NR, C_in from 0; nothing outside the tile is written."""
+    dtype, MR, NR, _ = mod.UKERNELS[name]
+    rng = np.random.default_rng(17)
+    co = NR + 3  # pixels further apart than a tile is wide
+    for K in (0, 1, 5, 37):
+        rows = rng.integers(-4, 5, size=(MR, K)).astype(dtype)
+        wt = rng.integers(-4, 5, size=(K, NR)).astype(dtype)
+        zeros = np.zeros(max(1, K), dtype=dtype)
+        ref = rows.astype(np.float64) @ wt.astype(np.float64)
+        for mr in range(1, MR + 1):
+            for nc in range(1, NR + 1):
+                out = fresh_out(dtype, mr, nc, co, np.full((mr, NR), -1, dtype=dtype))
+                mod.ukernel_1x1(name, np.ascontiguousarray(rows[:mr]), wt, zeros, out, co,
+                                mr, nc)
+                tile, rest = tile_of(out, mr, nc, co)
+                assert np.array_equal(tile, ref[:mr, :nc]), (K, mr, nc)
+                assert (rest == SENTINEL).all(), (K, mr, nc)
+
+
+@pytest.mark.parametrize("g", [GEOMETRIES[3], Geometry("1x1-deep", 3, 5, 70, 1, 1)],
+                         ids=lambda g: g.id)
+@pytest.mark.parametrize("mod, name", KERNELS, ids=KERNEL_IDS)
+def test_1x1_form_equals_its_kernel(mod, name, g):
+    """Normal inputs: the 1x1 form gives its kernel's result (whose rounding and order the
+    tests above pin down) bit for bit, at every tile start, full and partial tiles."""
+    dtype, MR, NR, _ = mod.UKERNELS[name]
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((g.H, g.W, g.CI)).astype(dtype)
+    w = rng.standard_normal((1, 1, g.CI, NR)).astype(dtype)
+    zeros = np.zeros(max(1, g.CI), dtype=dtype)
+    pixels = x.reshape(-1, g.CI)
+    P = g.OH * g.OW
+    for p0 in range(P):
+        mr, nc = min(MR, P - p0), (NR if p0 % 2 else 1 + p0 % NR)
+        kernel = np.full(mr * NR, SENTINEL, dtype=dtype)
+        call(mod, name, g, x, w, kernel, NR, mr, nc, p0, True, False)
+        form = np.full(mr * NR, SENTINEL, dtype=dtype)
+        mod.ukernel_1x1(name, pixels[p0:p0 + mr], w[0, 0], zeros, form, NR, mr, nc)
+        assert np.array_equal(form, kernel), p0
+
+
 # ------------------------------------------------------------------ weight packing
 @pytest.mark.parametrize("mod", EXTENSIONS, ids=[m.__name__.rsplit(".", 1)[1] for m in EXTENSIONS])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

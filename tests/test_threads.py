@@ -334,9 +334,12 @@ THREAD_CASES = [
              padding=((2, 1), (0, 3)), dilation=(2, 2)),
     kit.Case("t-batch1", (1, 64, 64, 32), (3, 3, 32, 33), padding="SAME"),
     kit.Case("t-1x1-wide", (2, 40, 40, 64), (1, 1, 64, 96)),
-    # 1x1, stride 1, unpadded: "direct" runs the image as one row of pixels (tiles cross
-    # output rows on their interior path), "matmul" tile by tile as any kernel: same bits
+    # 1x1, unpadded: "direct" runs a matrix product on the kernels' 1x1 forms (tiles
+    # cross output rows), "matmul" tile by tile on the kernels themselves: same bits
     kit.Case("t-1x1-rows", (4, 30, 29, 96), (1, 1, 96, 70)),
+    kit.Case("t-1x1-s2", (4, 80, 70, 64), (1, 1, 64, 96), stride=2),  # the same, strided
+    # padding after the image: outputs past it read none, so not a matrix product
+    kit.Case("t-1x1-pad-after", (2, 60, 50, 64), (1, 1, 64, 70), padding=((0, 3), (0, 2))),
 ]
 
 

@@ -42,8 +42,8 @@ static ptrdiff_t conv_tasks(const conv_problem *p) {
 }
 
 /* One task body per (element type, order), from one template; TILE is the micro-kernel,
- * whose tiles are NR channels wide (the packed weights' nr). */
-#define CONV_DRIVER(T, TILE, NR, NAME, MATMUL)                                             \
+ * whose tiles are NR channels wide (the packed weights' nr), PWTILE its 1x1 form. */
+#define CONV_DRIVER(T, TILE, PWTILE, NR, NAME, MATMUL)                                     \
 static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {                \
     const conv_problem *p = (const conv_problem *)ctx;                                     \
     const T *x = (const T *)p->x, *wp = (const T *)p->wp, *zeros = (const T *)p->zeros;   \
@@ -52,11 +52,12 @@ static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {     
     const ptrdiff_t per_image = (tiles + CONV_BLOCK - 1) / CONV_BLOCK;                     \
     const ptrdiff_t blocks = p->N * per_image, OW = p->OW, CO = p->CO, nr = p->nr;        \
     const ptrdiff_t KH = p->KH, KW = p->KW, CI = p->CI;                                    \
-    /* 1x1, stride 1, no padding: output pixel p reads input pixel p, so the image is one  \
-     * row of H*W pixels to the tile: every full tile takes its interior path, also where  \
-     * it crosses the end of an output row (same addresses, same sums, same bits) */       \
-    const int flat = KH == 1 && KW == 1 && p->sh == 1 && p->sw == 1 && p->pt == 0          \
-                     && p->pl == 0 && p->OH == p->H && p->OW == p->W;                      \
+    /* 1x1 and every output pixel inside the input (no padding before, none reached      \
+     * after): a matrix product, on the 1x1 tile (PWTILE), which reads MR input pixels    \
+     * found here, any stride, tiles crossing output rows (same sums, same bits) */        \
+    const int pw = !(MATMUL) && KH == 1 && KW == 1 && p->pt == 0 && p->pl == 0            \
+                   && (p->OH - 1) * p->sh < p->H && (p->OW - 1) * p->sw < p->W;            \
+    const ptrdiff_t xrow = p->sh * p->W * CI, xcol = p->sw * CI;                           \
     ptrdiff_t task;                                                                        \
     for (task = begin; task < end; task++) {                                               \
         ptrdiff_t block, cot, n, t0, t1, t, i, j, oy, ox;                                  \
@@ -88,9 +89,16 @@ static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {     
                              mr, nc, oy, ox, OW, p->H, p->W, CI, 1, 1, p->sh, p->sw,       \
                              p->dh, p->dw, p->pt - i * p->dh, p->pl - j * p->dw,           \
                              p->zeros_exact, i + j > 0);                                   \
-                    else if (flat)  /* a 1x1 stride-1 unpadded kernel: one long row */    \
-                        TILE(xn, wp + cot * CI * nr, zeros, o, CO, mr, nc, 0, p0, P, 1, P, \
-                             CI, 1, 1, 1, 1, 1, 1, 0, 0, p->zeros_exact, 0);               \
+                    else if (pw) {                                                         \
+                        const T *q[CONV_MR];                                               \
+                        ptrdiff_t qy = oy, qx = ox;                                        \
+                        int r;                                                             \
+                        for (r = 0; r < CONV_MR; r++) {                                    \
+                            q[r] = r < mr ? xn + qy * xrow + qx * xcol : zeros;            \
+                            if (++qx == OW) { qx = 0; qy++; }                              \
+                        }                                                                  \
+                        PWTILE(q, wp + cot * CI * nr, CI, o, CO, mr, nc);                  \
+                    }                                                                      \
                     else         /* every tap before the tile is stored */                 \
                         TILE(xn, wp + cot * KH * KW * CI * nr, zeros, o, CO, mr, nc, oy,   \
                              ox, OW, p->H, p->W, CI, KH, KW, p->sh, p->sw, p->dh, p->dw,   \
@@ -110,15 +118,19 @@ static void NAME(const conv_problem *p, int threads) {                          
     conv_pool_run(threads, ntask, conv_chunk(ntask, threads), NAME##_tasks, p);            \
 }
 
-CONV_DRIVER(float, CONV_UKERNEL_F32, CONV_NR_F, conv_direct_f, 0)
-CONV_DRIVER(double, CONV_UKERNEL_F64, CONV_NR_D, conv_direct_d, 0)
-CONV_DRIVER(float, CONV_UKERNEL_F32, CONV_NR_F, conv_matmul_f, 1)
-CONV_DRIVER(double, CONV_UKERNEL_F64, CONV_NR_D, conv_matmul_d, 1)
+CONV_DRIVER(float, CONV_UKERNEL_F32, CONV_PWKERNEL_F32, CONV_NR_F, conv_direct_f, 0)
+CONV_DRIVER(double, CONV_UKERNEL_F64, CONV_PWKERNEL_F64, CONV_NR_D, conv_direct_d, 0)
+CONV_DRIVER(float, CONV_UKERNEL_F32, CONV_PWKERNEL_F32, CONV_NR_F, conv_matmul_f, 1)
+CONV_DRIVER(double, CONV_UKERNEL_F64, CONV_PWKERNEL_F64, CONV_NR_D, conv_matmul_d, 1)
 #ifdef CONV_HALF_TILES /* the same drivers on the half-width tiles */
-CONV_DRIVER(float, CONV_UKERNEL_F32_HALF, CONV_NR_F_HALF, conv_direct_f_half, 0)
-CONV_DRIVER(double, CONV_UKERNEL_F64_HALF, CONV_NR_D_HALF, conv_direct_d_half, 0)
-CONV_DRIVER(float, CONV_UKERNEL_F32_HALF, CONV_NR_F_HALF, conv_matmul_f_half, 1)
-CONV_DRIVER(double, CONV_UKERNEL_F64_HALF, CONV_NR_D_HALF, conv_matmul_d_half, 1)
+CONV_DRIVER(float, CONV_UKERNEL_F32_HALF, CONV_PWKERNEL_F32_HALF, CONV_NR_F_HALF,
+            conv_direct_f_half, 0)
+CONV_DRIVER(double, CONV_UKERNEL_F64_HALF, CONV_PWKERNEL_F64_HALF, CONV_NR_D_HALF,
+            conv_direct_d_half, 0)
+CONV_DRIVER(float, CONV_UKERNEL_F32_HALF, CONV_PWKERNEL_F32_HALF, CONV_NR_F_HALF,
+            conv_matmul_f_half, 1)
+CONV_DRIVER(double, CONV_UKERNEL_F64_HALF, CONV_PWKERNEL_F64_HALF, CONV_NR_D_HALF,
+            conv_matmul_d_half, 1)
 #else /* none in this build: _kernels.pxi sees null drivers */
 #define conv_direct_f_half NULL
 #define conv_direct_d_half NULL

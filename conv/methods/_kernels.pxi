@@ -28,6 +28,12 @@ cdef extern from "_ukernel.h" nogil:
         Py_ssize_t W, Py_ssize_t CI, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t sh,
         Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl,
         int zeros_exact, int accumulate) noexcept nogil
+    ctypedef void (*conv_pwkernel_f32_fn)(
+        const float* const* q, const float* wt, Py_ssize_t K, float* out, Py_ssize_t CO,
+        int mr, int nc) noexcept nogil
+    ctypedef void (*conv_pwkernel_f64_fn)(
+        const double* const* q, const double* wt, Py_ssize_t K, double* out, Py_ssize_t CO,
+        int mr, int nc) noexcept nogil
     ctypedef struct conv_ukernel_entry:
         const char* name
         const char* dtype
@@ -35,6 +41,8 @@ cdef extern from "_ukernel.h" nogil:
         int mr, nr
         conv_ukernel_f32_fn f32
         conv_ukernel_f64_fn f64
+        conv_pwkernel_f32_fn pw32
+        conv_pwkernel_f64_fn pw64
     const conv_ukernel_entry conv_ukernels[]
     const int CONV_NUM_UKERNELS
 
@@ -507,6 +515,40 @@ def ukernel(str name, const real[:, :, ::1] x, const real[:, :, :, ::1] wp,
     else:
         e.f64(xp, wpp, &zeros[0], &out[0], co, mr, nc, oy, ox, ow, H, W, CI, KH, KW, sh, sw,
               dh, dw, pt, pl, zeros_exact, accumulate)
+
+
+def ukernel_1x1(str name, const real[:, ::1] rows, const real[:, ::1] wt,
+                const real[::1] zeros, real[::1] out, Py_ssize_t co, int mr, int nc):
+    """For the tests: one call of micro-kernel `name`'s 1x1 form (the tile of a matrix
+    product the drivers run 1x1 problems on), checked.
+
+    rows: the tile's mr input pixels (mr, C_in); wt: the channel tile's packed weights
+    (C_in, NR); zeros: at least C_in zeros (read for the rows past mr); out as for
+    ukernel()."""
+    cdef const real* q[16]
+    cdef const conv_ukernel_entry* e = NULL
+    cdef Py_ssize_t K = rows.shape[1]
+    cdef int k
+    cdef str dtype = "float32" if real is float else "float64"
+    for k in range(CONV_NUM_UKERNELS):
+        if conv_ukernels[k].name.decode() == name and conv_ukernels[k].dtype.decode() == dtype:
+            e = &conv_ukernels[k]
+    if e == NULL:
+        raise ValueError(f"no {dtype} micro-kernel {name!r} in this build: {list(UKERNELS)}")
+    if wt.shape[0] != K or wt.shape[1] != e.nr or rows.shape[0] != mr:
+        raise ValueError(f"rows must be ({mr}, K) and wt (K, {e.nr})")
+    if not (1 <= mr <= e.mr <= 16 and 1 <= nc <= e.nr and (mr == 1 or co >= nc)):
+        raise ValueError(f"need 1 <= mr <= {e.mr}, 1 <= nc <= {e.nr}, co >= nc")
+    if out.shape[0] < (mr - 1) * co + nc or zeros.shape[0] < max(1, K):
+        raise ValueError("out or zeros too short")
+    if any(zeros[k] != 0 for k in range(K)):
+        raise ValueError("zeros must be zeros")
+    for k in range(e.mr):
+        q[k] = &rows[k, 0] if k < mr and K else &zeros[0]
+    if real is float:
+        e.pw32(q, &wt[0, 0] if K else &zeros[0], K, &out[0], co, mr, nc)
+    else:
+        e.pw64(q, &wt[0, 0] if K else &zeros[0], K, &out[0], co, mr, nc)
 
 
 cdef struct _PeakJob:

@@ -2,8 +2,8 @@
  * the flattened (oy, ox) order, so a tile may cross the end of an output row) times
  * NR output channels, summed over kernel taps and input channels. A template: included
  * by _ukernel.h once per element type with T (element), V (a vector of T), L (lanes of
- * V), NV (vectors a row), NR (NV * L), LOADV/STOREV and TILE (the kernel's name)
- * defined. The MR x NV
+ * V), NV (vectors a row), NR (NV * L), LOADV/STOREV, TILE (the kernel's name) and PWTILE
+ * (its 1x1 form's, at the end) defined. The MR x NV
  * accumulators c<r>_<v> are unrolled with CONV_ROWS / CONV_VECS (_ukernel.h).
  *
  * x      image n of the input, (H, W, CI) contiguous, unpadded
@@ -183,6 +183,27 @@ store:
     }
 }
 
+/* One tile of a 1x1 convolution without padding, a matrix product: output pixels whose
+ * inputs are the rows q[0..MR-1] (rows >= mr point at zeros and are not stored), K input
+ * channels each, times the weights wt (K, NR). No geometry and no borders: the driver
+ * finds the rows (any stride). Each sum starts at zero and runs over c_in in order, the
+ * CONV_FULL of TILE's interior path, so the result is TILE's bit for bit. */
+static void PWTILE(const T *const *restrict q, const T *restrict wt, ptrdiff_t K,
+                   T *restrict out, ptrdiff_t CO, int mr, int nc)
+{
+    CONV_ROWS(CONV_ROW_ZERO)
+    int r;
+    CONV_FULL(q, wt, K);
+    if (mr == CONV_MR && nc == NR) {
+        CONV_ROWS(CONV_ROW_STORE)
+    } else {
+        T tmp[CONV_MR * NR];
+        CONV_ROWS(CONV_ROW_STORE_TMP)
+        for (r = 0; r < mr; r++)
+            memcpy(out + r * CO, tmp + r * NR, (size_t)nc * sizeof(T));
+    }
+}
+
 #undef CONV_ACC_ZERO
 #undef CONV_ACC_LOAD
 #undef CONV_ACC_STORE
@@ -201,3 +222,4 @@ store:
 #undef NV
 #undef NR
 #undef TILE
+#undef PWTILE

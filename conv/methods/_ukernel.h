@@ -67,6 +67,13 @@ CONV_STATIC_ASSERT(1 <= CONV_MR && CONV_MR <= 8 && 1 <= CONV_NV && CONV_NV <= 4,
 #define CONV_UKERNEL_NAME__(dt, mr, nr, isa) conv_##dt##_direct_##mr##x##nr##__##isa
 #define CONV_UKERNEL_F32 CONV_UKERNEL_NAME(f32, CONV_NR_F)
 #define CONV_UKERNEL_F64 CONV_UKERNEL_NAME(f64, CONV_NR_D)
+#define CONV_PWKERNEL_F32 CONV_PWKERNEL_NAME(f32, CONV_NR_F)
+#define CONV_PWKERNEL_F64 CONV_PWKERNEL_NAME(f64, CONV_NR_D)
+/* Each kernel's 1x1 form (PWTILE in _tile.h: a tile of a matrix product, rows found by
+ * the driver): conv_f32_gemm_8x32__avx512 beside conv_f32_direct_8x32__avx512. */
+#define CONV_PWKERNEL_NAME(dt, nr) CONV_PWKERNEL_NAME_(dt, CONV_MR, nr, CONV_ISA)
+#define CONV_PWKERNEL_NAME_(dt, mr, nr, isa) CONV_PWKERNEL_NAME__(dt, mr, nr, isa)
+#define CONV_PWKERNEL_NAME__(dt, mr, nr, isa) conv_##dt##_gemm_##mr##x##nr##__##isa
 
 /* Half-width tiles (one vector a row) where a vector is 64 bytes: the AVX-512 build also
  * has 8x16 float32 and 8x8 float64 kernels, so that few output channels (C_out = 16, the
@@ -78,6 +85,8 @@ CONV_STATIC_ASSERT(1 <= CONV_MR && CONV_MR <= 8 && 1 <= CONV_NV && CONV_NV <= 4,
 #define CONV_NR_D_HALF 8
 #define CONV_UKERNEL_F32_HALF CONV_UKERNEL_NAME(f32, CONV_NR_F_HALF)
 #define CONV_UKERNEL_F64_HALF CONV_UKERNEL_NAME(f64, CONV_NR_D_HALF)
+#define CONV_PWKERNEL_F32_HALF CONV_PWKERNEL_NAME(f32, CONV_NR_F_HALF)
+#define CONV_PWKERNEL_F64_HALF CONV_PWKERNEL_NAME(f64, CONV_NR_D_HALF)
 CONV_STATIC_ASSERT(CONV_NR_F_HALF * sizeof(float) == CONV_VBYTES, "half tile: one vector");
 CONV_STATIC_ASSERT(CONV_NR_D_HALF * sizeof(double) == CONV_VBYTES, "half tile: one vector");
 #else
@@ -95,6 +104,11 @@ CONV_STATIC_ASSERT(CONV_NR_D_HALF * sizeof(double) == CONV_VBYTES, "half tile: o
               int zeros_exact, int accumulate)
 typedef CONV_UKERNEL_SIGNATURE((*conv_ukernel_f32_fn), float, );
 typedef CONV_UKERNEL_SIGNATURE((*conv_ukernel_f64_fn), double, );
+/* The 1x1 forms' (PWTILE's) signature: MR row pointers, K, weights (K, NR), the tile. */
+typedef void (*conv_pwkernel_f32_fn)(const float *const *q, const float *wt, ptrdiff_t K,
+                                     float *out, ptrdiff_t CO, int mr, int nc);
+typedef void (*conv_pwkernel_f64_fn)(const double *const *q, const double *wt, ptrdiff_t K,
+                                     double *out, ptrdiff_t CO, int mr, int nc);
 
 /* Entry assertions of every kernel (CONV_DEBUG builds only). */
 #define CONV_UKERNEL_CHECK_ARGS(NR)                                                        \
@@ -118,11 +132,13 @@ typedef CONV_UKERNEL_SIGNATURE((*conv_ukernel_f64_fn), double, );
 #define NV CONV_NV
 #define NR CONV_NR_F
 #define TILE CONV_UKERNEL_F32
-#include "_tile.h" /* consumes NV, NR, TILE */
+#define PWTILE CONV_PWKERNEL_F32
+#include "_tile.h" /* consumes NV, NR, TILE, PWTILE */
 #ifdef CONV_HALF_TILES
 #define NV 1
 #define NR CONV_NR_F_HALF
 #define TILE CONV_UKERNEL_F32_HALF
+#define PWTILE CONV_PWKERNEL_F32_HALF
 #include "_tile.h"
 #endif
 #undef T
@@ -139,11 +155,13 @@ typedef CONV_UKERNEL_SIGNATURE((*conv_ukernel_f64_fn), double, );
 #define NV CONV_NV
 #define NR CONV_NR_D
 #define TILE CONV_UKERNEL_F64
-#include "_tile.h" /* consumes NV, NR, TILE */
+#define PWTILE CONV_PWKERNEL_F64
+#include "_tile.h" /* consumes NV, NR, TILE, PWTILE */
 #ifdef CONV_HALF_TILES
 #define NV 1
 #define NR CONV_NR_D_HALF
 #define TILE CONV_UKERNEL_F64_HALF
+#define PWTILE CONV_PWKERNEL_F64_HALF
 #include "_tile.h"
 #endif
 #undef T
@@ -186,6 +204,23 @@ CONV_SCALAR_TILE(CONV_UKERNEL_F32, float, CONV_NR_F)
 CONV_SCALAR_TILE(CONV_UKERNEL_F64, double, CONV_NR_D)
 #undef CONV_SCALAR_TILE
 
+/* The 1x1 form (_tile.h's PWTILE), scalar: the same sums in the same order. */
+#define CONV_SCALAR_PWTILE(NAME, T, NR)                                                    \
+static void NAME(const T *const *q, const T *wt, ptrdiff_t K, T *out, ptrdiff_t CO,       \
+                 int mr, int nc)                                                           \
+{                                                                                          \
+    ptrdiff_t k; int r, c;                                                                 \
+    for (r = 0; r < mr; r++)                                                               \
+        for (c = 0; c < nc; c++) {                                                         \
+            T acc = 0;                                                                     \
+            for (k = 0; k < K; k++) acc += q[r][k] * wt[k * NR + c];                       \
+            out[r * CO + c] = acc;                                                         \
+        }                                                                                  \
+}
+CONV_SCALAR_PWTILE(CONV_PWKERNEL_F32, float, CONV_NR_F)
+CONV_SCALAR_PWTILE(CONV_PWKERNEL_F64, double, CONV_NR_D)
+#undef CONV_SCALAR_PWTILE
+
 #endif
 
 /* Every micro-kernel of this build, for the tests (UKERNELS and ukernel() in
@@ -196,18 +231,20 @@ typedef struct {
     int mr, nr;
     conv_ukernel_f32_fn f32; /* the kernel, for float32 ... */
     conv_ukernel_f64_fn f64; /* ... or for float64; the other is NULL */
+    conv_pwkernel_f32_fn pw32; /* its 1x1 form, likewise */
+    conv_pwkernel_f64_fn pw64;
 } conv_ukernel_entry;
 
 static const conv_ukernel_entry conv_ukernels[] = {
     {CONV_STR(CONV_UKERNEL_F32), "float32", CONV_STR(CONV_ISA), CONV_MR, CONV_NR_F,
-     CONV_UKERNEL_F32, NULL},
+     CONV_UKERNEL_F32, NULL, CONV_PWKERNEL_F32, NULL},
     {CONV_STR(CONV_UKERNEL_F64), "float64", CONV_STR(CONV_ISA), CONV_MR, CONV_NR_D,
-     NULL, CONV_UKERNEL_F64},
+     NULL, CONV_UKERNEL_F64, NULL, CONV_PWKERNEL_F64},
 #ifdef CONV_HALF_TILES
     {CONV_STR(CONV_UKERNEL_F32_HALF), "float32", CONV_STR(CONV_ISA), CONV_MR, CONV_NR_F_HALF,
-     CONV_UKERNEL_F32_HALF, NULL},
+     CONV_UKERNEL_F32_HALF, NULL, CONV_PWKERNEL_F32_HALF, NULL},
     {CONV_STR(CONV_UKERNEL_F64_HALF), "float64", CONV_STR(CONV_ISA), CONV_MR, CONV_NR_D_HALF,
-     NULL, CONV_UKERNEL_F64_HALF},
+     NULL, CONV_UKERNEL_F64_HALF, NULL, CONV_PWKERNEL_F64_HALF},
 #endif
 };
 #define CONV_NUM_UKERNELS ((int)(sizeof conv_ukernels / sizeof conv_ukernels[0]))
