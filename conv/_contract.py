@@ -143,6 +143,12 @@ class Method:
                         (conv copies it into out). run is called from several threads at
                         once when a plan is, so it must not mutate shared state unguarded.
                         Without a prepare hook, a plan calls ``kernel`` each time.
+      kernel_writes_out if True, kernel is called as ``kernel(problem, out)``, ``out`` being
+                        what run gets (None or a writeable C-contiguous array of
+                        ``problem.out_shape`` and dtype, the caller's ``out=`` buffer when
+                        no emulation is in between), to fill and return or to ignore (conv
+                        copies a returned new array into it); otherwise conv2d(..., out=)
+                        copies the kernel's result into the buffer.
     """
 
     name: str
@@ -158,6 +164,7 @@ class Method:
     accuracy: str = "componentwise"
     prepare: Optional[Callable[[Problem], Callable]] = field(default=None, repr=False)
     supports_groups: bool = False
+    kernel_writes_out: bool = False
     # Filled in by the registry, not by the method's author.
     distribution: Optional[str] = None
     version: Optional[str] = None

@@ -48,12 +48,14 @@ class _Kernel:
             self.run = run
 
     def __call__(self, problem: Problem, out: Optional[np.ndarray]) -> np.ndarray:
-        if self.run is None:
-            res = self.method.kernel(problem)
-        else:
+        if self.run is not None:
             res = self.run(problem, out)
-            if res is out and out is not None:
-                return out
+        elif self.method.kernel_writes_out:
+            res = self.method.kernel(problem, out)
+        else:
+            res = self.method.kernel(problem)
+        if res is out and out is not None:
+            return out
         if (not isinstance(res, np.ndarray) or res.shape != problem.out_shape
                 or res.dtype != problem.x.dtype):
             got = (f"{type(res).__name__} shape={getattr(res, 'shape', None)} "

@@ -218,6 +218,55 @@ def test_a_run_that_ignores_out_is_copied_into_it(registered):
     assert (out == 2).all()
 
 
+def test_kernel_writes_out_gets_the_callers_buffer(registered):
+    """kernel_writes_out: conv2d calls kernel(problem, out) with the caller's out= buffer
+    (None without one, or behind an emulation such as the stride split), and a method
+    without it is called with the problem alone, its result copied into the buffer."""
+    seen = []
+
+    def fills(p, out=None):
+        seen.append(out)
+        y = np.empty(p.out_shape, p.x.dtype) if out is None else out
+        y[...] = 3.0
+        return y
+
+    registered(conv.Method("fills_out", fills, kernel_writes_out=True))
+    registered(conv.Method("fills_dense", fills, kernel_writes_out=True, supports_stride=False))
+    registered(conv.Method("new_array", lambda p: fills(p)))
+    x, w = np.ones((1, 4, 4, 1)), np.ones((1, 1, 1, 2))
+    for name, stride, given in (("fills_out", 1, True), ("fills_dense", 2, False),
+                                ("new_array", 1, False)):
+        seen.clear()
+        buf = np.zeros((1, 4 // stride, 4 // stride, 2))
+        assert conv.conv2d(x, w, method=name, stride=stride, out=buf) is buf
+        assert (buf == 3).all() and seen == [buf if given else None], name
+        seen.clear()
+        assert (conv.conv2d(x, w, method=name, stride=stride) == 3).all()
+        assert seen == [None], name
+
+
+@pytest.mark.parametrize("method", ["direct", "matmul", "winograd", "depthwise"])
+def test_builtin_kernels_fill_conv2ds_out_in_place(method, monkeypatch):
+    """The built-in kernels declare kernel_writes_out: given conv2d's out= buffer they
+    compute into it and return it (nothing to copy), conv2d's result bit for bit."""
+    assert conv.get_method(method).kernel_writes_out
+    x, w = normal_inputs((2, 9, 9, 6), (3, 3, 6, 5) if method != "depthwise" else (3, 3, 1, 6))
+    kw = {"padding": "SAME", "groups": 6} if method == "depthwise" else {"padding": "SAME"}
+    want = conv.conv2d(x, w, method=method, **kw)
+    in_place = []
+    call = conv._plan._Kernel.__call__
+
+    def spy(self, problem, out):  # what the kernel itself returns for this out
+        in_place.append(out is not None and self.method.kernel(problem, out) is out)
+        return call(self, problem, out)
+
+    monkeypatch.setattr(conv._plan._Kernel, "__call__", spy)
+    buf = np.full(want.shape, np.nan)
+    assert conv.conv2d(x, w, method=method, out=buf, **kw) is buf
+    np.testing.assert_array_equal(buf, want)
+    assert in_place == [True]
+
+
 # ======================================================================= bad input
 @pytest.mark.parametrize("case", BAD, ids=[b[0] for b in BAD])
 def test_plans_refuse_what_conv2d_refuses(case):

@@ -180,6 +180,6 @@ class Packed:
         return out
 
 
-def call_driver(driver, p: Problem) -> np.ndarray:
-    """Pack the weights, allocate the output and run one of the extension's drivers."""
-    return Packed(driver, p)(p)
+def call_driver(driver, p: Problem, out=None) -> np.ndarray:
+    """Pack the weights and run one of the extension's drivers, into ``out`` if given."""
+    return Packed(driver, p)(p, out)

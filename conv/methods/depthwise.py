@@ -36,10 +36,10 @@ def _run(p: Problem, out=None) -> np.ndarray:
     return out
 
 
-def _kernel(p: Problem) -> np.ndarray:
+def _kernel(p: Problem, out=None) -> np.ndarray:
     if runs_here(p):
-        return _run(p)
-    return direct.METHOD.kernel(p)
+        return _run(p, out)
+    return direct.METHOD.kernel(p, out)
 
 
 def _prepare(template: Problem):
@@ -58,4 +58,5 @@ METHOD = Method(
     pads_itself=True,
     supports_groups=True,
     prepare=_prepare,
+    kernel_writes_out=True,
 )

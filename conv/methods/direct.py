@@ -13,8 +13,8 @@ from .._contract import Method, Problem
 from . import _compiled
 
 
-def _kernel(p: Problem):
-    return _compiled.call_driver(_compiled.kernels.conv2d_direct, p)
+def _kernel(p: Problem, out=None):
+    return _compiled.call_driver(_compiled.kernels.conv2d_direct, p, out)
 
 
 def _prepare(template: Problem):
@@ -29,4 +29,5 @@ METHOD = Method(
     parallel=True,
     pads_itself=True,
     prepare=_prepare,
+    kernel_writes_out=True,
 )

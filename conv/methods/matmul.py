@@ -12,8 +12,8 @@ from .._contract import Method, Problem
 from . import _compiled
 
 
-def _kernel(p: Problem):
-    return _compiled.call_driver(_compiled.kernels.conv2d_matmul, p)
+def _kernel(p: Problem, out=None):
+    return _compiled.call_driver(_compiled.kernels.conv2d_matmul, p, out)
 
 
 def _prepare(template: Problem):
@@ -28,4 +28,5 @@ METHOD = Method(
     parallel=True,
     pads_itself=True,
     prepare=_prepare,
+    kernel_writes_out=True,
 )

@@ -157,8 +157,8 @@ def _prepare(template: Problem, planned: bool = True):
     return _Prepared(template, planned)
 
 
-def _kernel(p: Problem) -> np.ndarray:
-    return _prepare(p, planned=False)(p)
+def _kernel(p: Problem, out=None) -> np.ndarray:
+    return _prepare(p, planned=False)(p, out)
 
 
 METHOD = Method(
@@ -172,4 +172,5 @@ METHOD = Method(
     pads_itself=True,
     accuracy="normwise",
     prepare=_prepare,
+    kernel_writes_out=True,
 )

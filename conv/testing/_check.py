@@ -68,17 +68,20 @@ def _check_one(name, x, w, kwargs, dtype, label, bases=None, threads=None):
 
 
 def _check_plan(name, x, w, kwargs, expected, label, bases, before, threads):
-    """The same call through a plan (the method's prepare hook, if it has one): its
-    results, with and without out=, equal conv2d's bit for bit."""
+    """The same call through a plan (the method's prepare hook, if it has one) and into
+    an out= buffer (the kernel's, with kernel_writes_out): their results, with and without
+    out=, equal conv2d's bit for bit."""
     import conv
 
-    label = f"{label}, planned"
+    label = f"{label}, planned and out="
     try:
         p = conv.plan(np.shape(x), w, method=name, threads=threads,
                       dtype=np.asarray(x).dtype, **kwargs)
         planned = p(x)
         into = np.empty_like(expected)
         returned = p(x, out=into)
+        buf = np.empty_like(expected)
+        filled = conv.conv2d(x, w, method=name, threads=threads, out=buf, **kwargs)
     except Exception as exc:  # noqa: BLE001 - reported with the case
         raise _where(name, label, exc) from exc
     try:
@@ -86,7 +89,10 @@ def _check_plan(name, x, w, kwargs, expected, label, bases, before, threads):
             raise AssertionError("an input array was modified")
         if returned is not into:
             raise AssertionError("p(x, out=buf) did not return buf")
-        for got, how in ((planned, "p(x)"), (into, "p(x, out=buf)")):
+        if filled is not buf:
+            raise AssertionError("conv2d(x, w, out=buf) did not return buf")
+        for got, how in ((planned, "p(x)"), (into, "p(x, out=buf)"),
+                         (buf, "conv2d(x, w, out=buf)")):
             if got.dtype != expected.dtype or got.shape != expected.shape:
                 raise AssertionError(f"{how} gave {got.dtype} {got.shape}, conv2d "
                                      f"{expected.dtype} {expected.shape}")
