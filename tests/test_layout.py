@@ -192,6 +192,41 @@ def test_depthwise_blocks_and_borders(shape, kwargs, dtype):
                                                  **kwargs))
 
 
+def _at_offset(a, offset):
+    """A C-contiguous copy of ``a`` starting ``offset`` elements past a 64-byte boundary."""
+    buf = np.empty(a.size + 64, dtype=a.dtype)
+    start = (-buf.ctypes.data % 64) // a.itemsize + offset
+    out = buf[start:start + a.size].reshape(a.shape)
+    out[...] = a
+    assert out.ctypes.data % 64 == offset * a.itemsize
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kwargs", [dict(padding="SAME"), dict(padding="VALID"),
+                                    dict(padding=((1, 1), (2, 0)))], ids=str)
+@pytest.mark.parametrize("shape", [(2, 5, 37, 32), (1, 4, 13, 144), (1, 3, 4, 48),
+                                   (1, 3, 3, 16), (1, 4, 20, 40)], ids=str)
+def test_depthwise_at_every_alignment_of_x(shape, kwargs, dtype):
+    """x starting any whole number of elements past a 64-byte boundary (NumPy's large
+    arrays start 16 bytes past one), so that the kernel's aligned path (vectors started
+    early, filters rotated) takes every shift, with interiors of 1, 2 and many pixels:
+    the per-pixel path's sums bit for bit, whatever the threads and the output's
+    alignment."""
+    x, w = normal_inputs(shape, (3, 3, shape[3], 1), dtype)
+    w2 = np.concatenate([w, np.zeros_like(w)], axis=3)  # multiplier 2: per-pixel path only
+    want = conv.depthwise_conv2d(x, w2, method="depthwise", **kwargs)[..., ::2]
+    p = conv.plan(shape, w, depthwise=True, method="depthwise", **kwargs)
+    for offset in range(64 // x.itemsize):
+        xo = _at_offset(x, offset)
+        for threads in (1, 2):
+            got = conv.depthwise_conv2d(xo, w, method="depthwise", threads=threads, **kwargs)
+            np.testing.assert_array_equal(got, want, err_msg=f"offset {offset}")
+        out = _at_offset(np.zeros(want.shape, dtype), (offset * 5) % (64 // x.itemsize))
+        np.testing.assert_array_equal(p(xo, out=out), want, err_msg=f"plan, offset {offset}")
+        assert np.array_equal(xo, x)
+
+
 def test_a_kernel_calling_conv_in_nchw_does_not_share_the_scratch(registered):
     """A method whose kernel calls conv.conv2d(data_format="NCHW") itself, inside an outer
     NCHW call on the same thread: each call keeps its own scratch arrays."""

@@ -47,6 +47,7 @@ cdef extern from "_ukernel.h" nogil:
     const int CONV_NUM_UKERNELS
 
 from cpython.exc cimport PyErr_CheckSignals
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 cdef extern from "_pool.h" nogil:
@@ -127,6 +128,8 @@ cdef extern from "_depthwise.h" nogil:
         Py_ssize_t N, H, W, C, KH, KW, Cg, CO, OH, OW
         Py_ssize_t sh, sw, dh, dw, pt, pl
         conv_interrupt* intr
+        void* wrot
+        Py_ssize_t shift
     void conv_depthwise_f(const conv_dw_problem* p, int threads)
     void conv_depthwise_d(const conv_dw_problem* p, int threads)
 
@@ -384,13 +387,24 @@ def conv2d_depthwise(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
     p.KH, p.KW, p.Cg, p.CO = w.shape[0], w.shape[1], w.shape[2], w.shape[3]
     p.OH, p.OW = out.shape[1], out.shape[2]
     p.sh, p.sw, p.dh, p.dw, p.pt, p.pl = sh, sw, dh, dw, pt, pl
+    # scratch for the filters rotated to x's alignment (depthwise, multiplier 1; the C
+    # driver decides whether it is used)
+    p.wrot = NULL
+    p.shift = 0
+    if w.shape[2] == 1 and w.shape[3] == x.shape[3]:
+        p.wrot = malloc(<size_t>(w.shape[0] * w.shape[1] * w.shape[3]) * sizeof(real))
+        if p.wrot == NULL:
+            raise MemoryError()
     intr = _Interrupt()
     p.intr = &intr.c
-    with nogil:
-        if real is float:
-            conv_depthwise_f(&p, threads)
-        else:
-            conv_depthwise_d(&p, threads)
+    try:
+        with nogil:
+            if real is float:
+                conv_depthwise_f(&p, threads)
+            else:
+                conv_depthwise_d(&p, threads)
+    finally:
+        free(p.wrot)
     intr.finish()
 
 
