@@ -154,6 +154,20 @@ def zeros(length: int, dtype) -> np.ndarray:
     return z
 
 
+def empty_aligned_as(shape, like: np.ndarray) -> np.ndarray:
+    """An uninitialized C-contiguous array of ``like``'s dtype starting as far past a
+    64-byte boundary as ``like`` does, so that a kernel's vector loads from ``like`` and
+    stores to it cross cache lines alike (a view of a slightly larger array)."""
+    item = like.itemsize
+    off = like.ctypes.data % 64
+    if off % item:  # like is not even element-aligned: nothing to match
+        return np.empty(shape, like.dtype)
+    n = int(np.prod(shape))
+    buf = np.empty(n + 64 // item, like.dtype)
+    start = ((off - buf.ctypes.data % 64) % 64) // item
+    return buf[start:start + n].reshape(shape)
+
+
 class Packed:
     """A compiled driver with its weights packed (and checked for Inf/NaN) once: the
     ``run(problem, out)`` that direct's and matmul's ``prepare`` hooks return."""
