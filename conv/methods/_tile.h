@@ -58,6 +58,21 @@ CONV_STATIC_ASSERT(NR == NV * L, "a tile row is NV vectors");
         }                                                                      \
     } while (0)
 
+/* Store the accumulators: the mr x nc tile at out (CO elements between pixels), whole
+ * tiles straight from the registers, partial ones through a buffer. */
+#define CONV_TILE_STORE()                                                      \
+    do {                                                                       \
+        if (mr == CONV_MR && nc == NR) {                                       \
+            CONV_ROWS(CONV_ROW_STORE)                                          \
+        } else {                                                               \
+            T tmp_[CONV_MR * NR];                                              \
+            T *const tmp = tmp_;                                               \
+            CONV_ROWS(CONV_ROW_STORE_TMP)                                      \
+            for (int r_ = 0; r_ < mr; r_++)                                    \
+                memcpy(out + r_ * CO, tmp + r_ * NR, (size_t)nc * sizeof(T));  \
+        }                                                                      \
+    } while (0)
+
 /* Row r alone, CI pairs from q[r] and wt, if ok[r] (the skip path). */
 #define CONV_ONE(r)                                                            \
     if (ok[r]) {                                                               \
@@ -173,14 +188,7 @@ static CONV_UKERNEL_SIGNATURE(TILE, T, restrict)
     }
 
 store:
-    if (mr == CONV_MR && nc == NR) {
-        CONV_ROWS(CONV_ROW_STORE)
-    } else {
-        T tmp[CONV_MR * NR];
-        CONV_ROWS(CONV_ROW_STORE_TMP)
-        for (r = 0; r < mr; r++)
-            memcpy(out + r * CO, tmp + r * NR, (size_t)nc * sizeof(T));
-    }
+    CONV_TILE_STORE();
 }
 
 /* One tile of a 1x1 convolution without padding, a matrix product: output pixels whose
@@ -192,16 +200,8 @@ static void PWTILE(const T *const *restrict q, const T *restrict wt, ptrdiff_t K
                    T *restrict out, ptrdiff_t CO, int mr, int nc)
 {
     CONV_ROWS(CONV_ROW_ZERO)
-    int r;
     CONV_FULL(q, wt, K);
-    if (mr == CONV_MR && nc == NR) {
-        CONV_ROWS(CONV_ROW_STORE)
-    } else {
-        T tmp[CONV_MR * NR];
-        CONV_ROWS(CONV_ROW_STORE_TMP)
-        for (r = 0; r < mr; r++)
-            memcpy(out + r * CO, tmp + r * NR, (size_t)nc * sizeof(T));
-    }
+    CONV_TILE_STORE();
 }
 
 #undef CONV_ACC_ZERO
@@ -218,6 +218,7 @@ static void PWTILE(const T *const *restrict q, const T *restrict wt, ptrdiff_t K
 #undef CONV_ROW_STORE_TMP
 #undef CONV_FULL
 #undef CONV_ONE
+#undef CONV_TILE_STORE
 /* the per-tile parameters are consumed; T, V, L, LOADV, STOREV stay for the next width */
 #undef NV
 #undef NR
