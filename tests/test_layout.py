@@ -227,6 +227,26 @@ def test_depthwise_at_every_alignment_of_x(shape, kwargs, dtype):
         assert np.array_equal(xo, x)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_depthwise_outputs_start_as_far_off_a_line_as_x(dtype):
+    """A new output of 1 MB or more starts as many bytes past a 64-byte boundary as x
+    (the kernel's aligned loads and stores then go together); the result is the per-pixel
+    path's, bit for bit."""
+    from conv.methods import _compiled
+    x, w = normal_inputs((1, 41, 40, 160), (3, 3, 160, 1), dtype)
+    w2 = np.concatenate([w, np.zeros_like(w)], axis=3)
+    want = conv.depthwise_conv2d(x, w2, method="depthwise", padding="SAME")[..., ::2]
+    assert want.nbytes >= _compiled.ALIGN_MIN_BYTES
+    for offset in (0, 1, 2, 3):
+        xo = _at_offset(x, offset)
+        got = conv.depthwise_conv2d(xo, w, method="depthwise", padding="SAME")
+        assert got.ctypes.data % 64 == offset * x.itemsize
+        assert got.flags.c_contiguous and got.flags.writeable and got.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+        small = _compiled.empty_aligned_as((3, 5), xo)  # below the threshold: plain
+        assert small.shape == (3, 5) and small.dtype == dtype and small.base is None
+
+
 def test_a_kernel_calling_conv_in_nchw_does_not_share_the_scratch(registered):
     """A method whose kernel calls conv.conv2d(data_format="NCHW") itself, inside an outer
     NCHW call on the same thread: each call keeps its own scratch arrays."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import math
 import time
 
 import numpy as np
@@ -154,15 +155,22 @@ def zeros(length: int, dtype) -> np.ndarray:
     return z
 
 
+#: Outputs below this many bytes are allocated plainly by empty_aligned_as: finding two
+#: addresses costs about 5 us, more than misaligned stores cost a small layer.
+ALIGN_MIN_BYTES = 1 << 20
+
+
 def empty_aligned_as(shape, like: np.ndarray) -> np.ndarray:
     """An uninitialized C-contiguous array of ``like``'s dtype starting as far past a
     64-byte boundary as ``like`` does, so that a kernel's vector loads from ``like`` and
-    stores to it cross cache lines alike (a view of a slightly larger array)."""
-    item = like.itemsize
+    stores to it cross cache lines alike (a view of a slightly larger array); a plain
+    one below ALIGN_MIN_BYTES."""
+    item, n = like.itemsize, math.prod(shape)
+    if n * item < ALIGN_MIN_BYTES:
+        return np.empty(shape, like.dtype)
     off = like.ctypes.data % 64
     if off % item:  # like is not even element-aligned: nothing to match
         return np.empty(shape, like.dtype)
-    n = int(np.prod(shape))
     buf = np.empty(n + 64 // item, like.dtype)
     start = ((off - buf.ctypes.data % 64) % 64) // item
     return buf[start:start + n].reshape(shape)
