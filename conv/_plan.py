@@ -808,6 +808,36 @@ def _choose_auto(spec: Spec, n: int):
     return _auto.choose(spec, REGISTRY, n), spec
 
 
+#: conv2d's recent calls: their arguments but x's and w's values -> (the Spec they
+#: normalize to, without w, and the method chosen). A layer called again on the next input
+#: skips the checks, the padding arithmetic and auto's choice (about 40% of a small call's
+#: cost). Keyed also by the thread count the call resolves to (the environment may change
+#: it) and by the generations of wisdom and of the registry, which may change the choice;
+#: only calls whose arguments are ints, strings, None and tuples or lists of them are kept.
+_RECENT: dict = {}
+_RECENT_MAX = 128
+
+
+def _frozen(value):
+    """A hashable stand-in for an argument that tells apart what conv tells apart (1 and
+    True, (1, 1) and [1, 1] are kept apart too); TypeError for anything else."""
+    kind = type(value)
+    if kind is int or kind is str or value is None:
+        return kind, value
+    if kind is tuple or kind is list:
+        return kind, tuple(_frozen(v) for v in value)
+    raise TypeError("not remembered")
+
+
+def _recent_key(xa, wa, stride, padding, dilation, threads, method, groups, data_format):
+    try:
+        return (xa.shape, xa.dtype, wa.shape, wa.dtype, _frozen(stride), _frozen(padding),
+                _frozen(dilation), as_threads(threads), method, _frozen(groups),
+                _frozen(data_format), _wisdom.GENERATION, REGISTRY.generation)
+    except (TypeError, ValueError):  # not remembered; the checks below say what is wrong
+        return None
+
+
 def plan_conv2d(x, w, *, stride, padding, dilation, threads, method, out, groups=None,
                 data_format="NHWC"):
     """conv.conv2d: a throwaway plan (no copy of w, no pickling), called once."""
@@ -820,14 +850,25 @@ def plan_conv2d(x, w, *, stride, padding, dilation, threads, method, out, groups
                             data_format=data_format, nchw=nchw, out=out)
     xa = _as_array(x, "x")
     wa = _as_array(w, "w")
-    check_x_shape(xa.shape, layout=data_format)
-    spec = specify(from_layout(xa.shape, nchw), xa.dtype, wa, stride=stride, padding=padding,
-                   dilation=dilation, threads=threads, groups=groups, layout=data_format)
-    n = xa.shape[0]
-    if method == "auto":
-        chosen, spec = _choose_auto(spec, n)
+    n = xa.shape[0] if xa.ndim else 0
+    key = _recent_key(xa, wa, stride, padding, dilation, threads, method, groups, data_format)
+    recent = _RECENT.get(key) if key is not None else None
+    if recent is not None:
+        spec, chosen = recent
+        spec = spec.replace(w=kernel_array(wa, spec.dtype))
     else:
-        chosen = REGISTRY.usable(method)
+        check_x_shape(xa.shape, layout=data_format)
+        spec = specify(from_layout(xa.shape, nchw), xa.dtype, wa, stride=stride,
+                       padding=padding, dilation=dilation, threads=threads, groups=groups,
+                       layout=data_format)
+        if method == "auto":
+            chosen, spec = _choose_auto(spec, n)
+        else:
+            chosen = REGISTRY.usable(method)
+        if key is not None:
+            if len(_RECENT) >= _RECENT_MAX:
+                _RECENT.clear()
+            _RECENT[key] = (spec.replace(w=None), chosen)
     if out is not None:
         check_out(out, to_layout(spec.out_shape(n), nchw), spec.result_dtype, xa, wa)
     # a plan of one call: no Plan object, and no prepare hook (the kernel does that work)

@@ -35,6 +35,8 @@ _lock = threading.Lock()
 #: (environment fingerprint, problem key) -> entry (a JSON-ready dict). Read without the
 #: lock on conv2d's hot path (a dict lookup is atomic); written under it.
 ENTRIES: dict = {}
+#: Bumped whenever ENTRIES changes (conv2d's memo of recent calls keys on it).
+GENERATION = 0
 _env_cache: dict = {}
 
 
@@ -148,10 +150,12 @@ def record(spec, n, method: str, threads: int, effort: str, times: dict) -> None
         "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     key = (_fingerprint(), _key(entry["problem"]))
+    global GENERATION
     with _lock:
         old = ENTRIES.get(key)
         if old is None or EFFORT_RANK[old["effort"]] <= EFFORT_RANK[effort]:
             ENTRIES[key] = entry
+            GENERATION += 1
 
 
 # ------------------------------------------------------------------ the file
@@ -248,15 +252,19 @@ def import_(path) -> dict:
     for e in entries:
         if json.dumps(e["environment"], sort_keys=True) == fp and e["environment"] == env:
             taken[(fp, _key(e["problem"]))] = e
+    global GENERATION
     with _lock:
         ENTRIES.update(taken)
+        GENERATION += 1
     return {"imported": len(taken), "ignored": len(entries) - len(taken)}
 
 
 def forget() -> None:
     """Drop every entry."""
+    global GENERATION
     with _lock:
         ENTRIES.clear()
+        GENERATION += 1
 
 
 def load_from_environment() -> None:

@@ -589,6 +589,46 @@ def test_wisdom_stops_matching_when_the_set_of_methods_changes(registered):
     assert conv.plan(x.shape, w, padding="SAME").reason == "from wisdom"
 
 
+def test_a_repeated_conv2d_call_follows_what_changed_since(registered, monkeypatch):
+    """conv2d remembers a recent call's checked arguments and choice (the same arguments
+    again skip that work), but not past a change: a method registered under the name
+    called, a wisdom entry recorded or forgotten, the thread count the environment sets;
+    and arguments that compare equal but are refused apart (1 and True) stay apart."""
+    from conv._frontend import as_threads, available_cpus, specify
+    x, w = normal_inputs(PROBLEM["x_shape"], PROBLEM["w_shape"], np.float32)
+    seen = []
+
+    def tagged(tag):
+        def kernel(p):
+            seen.append(p.threads)
+            return np.full(p.out_shape, float(tag), p.x.dtype)
+        return kernel
+
+    registered(conv.Method("memo_spy", tagged(1), parallel=True))
+    for _ in range(2):
+        assert (conv.conv2d(x, w, padding="SAME", method="memo_spy") == 1).all()
+    assert seen == [as_threads(None)] * 2
+    registered(conv.Method("memo_spy", tagged(2), parallel=True), replace=True)
+    assert (conv.conv2d(x, w, padding="SAME", method="memo_spy") == 2).all()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    conv.conv2d(x, w, padding="SAME", method="memo_spy")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    conv.conv2d(x, w, padding="SAME", method="memo_spy")
+    assert seen[-2:] == [1, available_cpus()]
+    # wisdom: auto follows an entry recorded after its last call, and forgets it
+    rule = conv.conv2d(x, w, padding="SAME")
+    assert not (rule == 2).all()
+    spec = specify(x.shape, x.dtype, w, padding="SAME")
+    _wisdom.record(spec, x.shape[0], "memo_spy", spec.threads, "measure", {})
+    assert (conv.conv2d(x, w, padding="SAME") == 2).all()
+    conv.forget_wisdom()
+    np.testing.assert_array_equal(conv.conv2d(x, w, padding="SAME"), rule)
+    # equal but not the same: stride=True is refused however often stride=1 was taken
+    conv.conv2d(x, w, padding="SAME", stride=1)
+    with pytest.raises(TypeError, match="stride"):
+        conv.conv2d(x, w, padding="SAME", stride=True)
+
+
 CORRUPT = [
     ("truncated", lambda text: text[: len(text) // 2], "not JSON"),
     ("not-an-object", lambda text: "[1, 2]", "format"),
