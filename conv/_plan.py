@@ -578,7 +578,8 @@ def _x_shape(x_shape, layout="NHWC"):
     try:
         items = tuple(x_shape)
     except TypeError:
-        raise TypeError(f"x_shape must be a tuple {layout_dims(layout)}; got {x_shape!r}") from None
+        raise TypeError(f"x_shape must be a tuple {layout_dims(layout)}; "
+                        f"got {x_shape!r}") from None
     check_x_shape(items, "x_shape", layout=layout)
     shape = []
     for i, v in enumerate(items):
@@ -829,11 +830,11 @@ def _frozen(value):
     raise TypeError("not remembered")
 
 
-def _recent_key(xa, wa, stride, padding, dilation, threads, method, groups, data_format):
+def _recent_key(xa, wa, stride, padding, dilation, threads, method, groups, nchw):
     try:
         return (xa.shape, xa.dtype, wa.shape, wa.dtype, _frozen(stride), _frozen(padding),
-                _frozen(dilation), as_threads(threads), method, _frozen(groups),
-                _frozen(data_format), _wisdom.GENERATION, REGISTRY.generation)
+                _frozen(dilation), as_threads(threads), method, _frozen(groups), nchw,
+                _wisdom.GENERATION, REGISTRY.generation)
     except (TypeError, ValueError):  # not remembered; the checks below say what is wrong
         return None
 
@@ -850,8 +851,7 @@ def plan_conv2d(x, w, *, stride, padding, dilation, threads, method, out, groups
                             data_format=data_format, nchw=nchw, out=out)
     xa = _as_array(x, "x")
     wa = _as_array(w, "w")
-    n = xa.shape[0] if xa.ndim else 0
-    key = _recent_key(xa, wa, stride, padding, dilation, threads, method, groups, data_format)
+    key = _recent_key(xa, wa, stride, padding, dilation, threads, method, groups, nchw)
     recent = _RECENT.get(key) if key is not None else None
     if recent is not None:
         spec, chosen = recent
@@ -862,13 +862,14 @@ def plan_conv2d(x, w, *, stride, padding, dilation, threads, method, out, groups
                        padding=padding, dilation=dilation, threads=threads, groups=groups,
                        layout=data_format)
         if method == "auto":
-            chosen, spec = _choose_auto(spec, n)
+            chosen, spec = _choose_auto(spec, spec.batch)
         else:
             chosen = REGISTRY.usable(method)
         if key is not None:
             if len(_RECENT) >= _RECENT_MAX:
                 _RECENT.clear()
             _RECENT[key] = (spec.replace(w=None), chosen)
+    n = spec.batch
     if out is not None:
         check_out(out, to_layout(spec.out_shape(n), nchw), spec.result_dtype, xa, wa)
     # a plan of one call: no Plan object, and no prepare hook (the kernel does that work)

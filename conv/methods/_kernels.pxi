@@ -487,6 +487,15 @@ def conv2d_winograd_ws(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
                      threads)
 
 
+cdef const conv_ukernel_entry* _ukernel_entry(str name, str dtype) except NULL:
+    """The table entry of the `dtype` micro-kernel `name` (a key of UKERNELS)."""
+    cdef int k
+    for k in range(CONV_NUM_UKERNELS):
+        if conv_ukernels[k].name.decode() == name and conv_ukernels[k].dtype.decode() == dtype:
+            return &conv_ukernels[k]
+    raise ValueError(f"no {dtype} micro-kernel {name!r} in this build: {list(UKERNELS)}")
+
+
 def ukernel(str name, const real[:, :, ::1] x, const real[:, :, :, ::1] wp,
             const real[::1] zeros, real[::1] out, Py_ssize_t co, int mr, int nc,
             Py_ssize_t oy, Py_ssize_t ox, Py_ssize_t ow, Py_ssize_t sh, Py_ssize_t sw,
@@ -500,16 +509,11 @@ def ukernel(str name, const real[:, :, ::1] x, const real[:, :, :, ::1] wp,
     nc channels. The rest as for the drivers (see _tile.h)."""
     cdef const real* xp
     cdef const real* wpp
-    cdef const conv_ukernel_entry* e = NULL
+    cdef const conv_ukernel_entry* e
     cdef Py_ssize_t H = x.shape[0], W = x.shape[1], CI = x.shape[2]
     cdef Py_ssize_t KH = wp.shape[0], KW = wp.shape[1]
-    cdef int k
     cdef str dtype = "float32" if real is float else "float64"
-    for k in range(CONV_NUM_UKERNELS):
-        if conv_ukernels[k].name.decode() == name and conv_ukernels[k].dtype.decode() == dtype:
-            e = &conv_ukernels[k]
-    if e == NULL:
-        raise ValueError(f"no {dtype} micro-kernel {name!r} in this build: {list(UKERNELS)}")
+    e = _ukernel_entry(name, dtype)
     if wp.shape[2] != CI or wp.shape[3] != e.nr or KH < 1 or KW < 1:
         raise ValueError(f"wp must be (KH >= 1, KW >= 1, {CI}, {e.nr})")
     if not (1 <= mr <= e.mr and 1 <= nc <= e.nr and (mr == 1 or co >= nc)):
@@ -540,15 +544,11 @@ def ukernel_1x1(str name, const real[:, ::1] rows, const real[:, ::1] wt,
     (C_in, NR); zeros: at least C_in zeros (read for the rows past mr); out as for
     ukernel()."""
     cdef const real* q[16]
-    cdef const conv_ukernel_entry* e = NULL
+    cdef const conv_ukernel_entry* e
     cdef Py_ssize_t K = rows.shape[1]
     cdef int k
     cdef str dtype = "float32" if real is float else "float64"
-    for k in range(CONV_NUM_UKERNELS):
-        if conv_ukernels[k].name.decode() == name and conv_ukernels[k].dtype.decode() == dtype:
-            e = &conv_ukernels[k]
-    if e == NULL:
-        raise ValueError(f"no {dtype} micro-kernel {name!r} in this build: {list(UKERNELS)}")
+    e = _ukernel_entry(name, dtype)
     if wt.shape[0] != K or wt.shape[1] != e.nr or rows.shape[0] != mr:
         raise ValueError(f"rows must be ({mr}, K) and wt (K, {e.nr})")
     if not (1 <= mr <= e.mr <= 16 and 1 <= nc <= e.nr and (mr == 1 or co >= nc)):
