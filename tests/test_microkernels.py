@@ -71,6 +71,10 @@ GEOMETRIES = [
     # padding as deep as the kernel: some pixels have every tap in the padding
     Geometry("3x3-pad3", 4, 8, 2, 3, 3, stride=(1, 2), pad=(3, 3, 3, 1)),
     Geometry("ci0", 3, 8, 0, 2, 2, pad=(1, 0, 1, 0)),
+    # a 7x7/2 stem on 3 channels: border tiles gather each kernel row (KW*CI = 21)
+    Geometry("7x7-s2-stem", 9, 13, 3, 7, 7, stride=(2, 2), pad=(3, 3, 3, 2)),
+    # rows wide enough for interior tiles of 16 pixels (the AVX-512 half-width tiles')
+    Geometry("3x3-wide", 4, 20, 3, 3, 3, pad=(1, 1, 1, 1)),
 ]
 
 SENTINEL = 7777  # exact in both dtypes; marks elements a call must not touch
@@ -267,7 +271,7 @@ def test_every_mr_and_nc_exact(mod, name):
     """Every mr in 1..MR and nc in 1..NR, accumulate on and off, at an interior tile, a
     top-left border tile and a tile wrapping to the next output row."""
     dtype, MR, NR, _ = mod.UKERNELS[name]
-    g = Geometry("wide", 6, 12, 3, 3, 3, pad=(1, 1, 1, 1))
+    g = Geometry("wide", 6, 20, 3, 3, 3, pad=(1, 1, 1, 1))  # an interior tile of 16
     x, w, init = int_inputs(g, dtype, NR, seed=5)
     sums = exact_sums(g, x, w)
     starts = {"interior": 2 * g.OW + 1, "border": 0, "wrap": 3 * g.OW - 3}
@@ -317,6 +321,8 @@ ORDER_CASES = [  # (geometry, start pixel, mr, nc as a fraction of NR)
     (GEOMETRIES[0], 0, 6, 1.0),   # top-left corner, wraps to the next row
     (GEOMETRIES[2], 7, 4, 0.5),   # dilated, partial tile
     (GEOMETRIES[3], 3, 6, 1.0),   # 1x1
+    (GEOMETRIES[7], 0, 8, 1.0),   # stem corner: rows gathered, padded taps as zeros
+    (GEOMETRIES[8], 21, 16, 1.0),  # interior tile of up to 16 pixels
 ]
 
 

@@ -30,6 +30,13 @@ CONV_STATIC_ASSERT(NR == NV * L, "a tile row is NV vectors");
 #define CONV_MIN_ROWS 4
 #endif
 
+/* A border tile's kernel row of at most this many elements (KW*CI: few input channels)
+ * is gathered, padded taps as zeros, and summed in one pass over KW*CI, not tap by tap:
+ * with C_in = 3 a tap is 3 multiply-adds, too few to pay for a pass of their own. */
+#ifndef CONV_GATHER_MAX
+#define CONV_GATHER_MAX 128
+#endif
+
 /* Pieces of the unrolled code for row r and vector v: accumulator c<r>_<v>, weights w<v>
  * (of input k), row r's inputs q<r>_. CONV_ROW_STORE steps out by CO a row. */
 #define CONV_ACC_ZERO(r, v) V c##r##_##v = {0};
@@ -55,6 +62,24 @@ CONV_STATIC_ASSERT(NR == NV * L, "a tile row is NV vectors");
         for (ptrdiff_t k = 0; k < kk_; k++) {                                  \
             CONV_VECS(CONV_W_LOAD, _)                                          \
             CONV_ROWS(CONV_ROW_FMA)                                            \
+        }                                                                      \
+    } while (0)
+
+/* The interior path's KH runs of KW*CI inputs, the tile's pixels' runs XC elements apart
+ * (XC = sw * CI, a literal): one pointer and constant offsets in place of MR row
+ * pointers, whose loads and steps weigh on a loop of a few inputs (C_in 1-4). The same
+ * sums in the same order as CONV_FULL over the runs. */
+#define CONV_ROW_FMA_APART(r) { const T a_ = b_[r * xc_ + k]; CONV_VECS(CONV_FMA, r) }
+#define CONV_RUNS_APART(XC)                                                    \
+    do {                                                                       \
+        const ptrdiff_t xc_ = (XC), kk_ = KW * CI;                             \
+        for (i = 0; i < KH; i++) {                                             \
+            const T *const b_ = x0 + i * rstep;                                \
+            const T *const wt_ = wp + i * kk_ * NR;                            \
+            for (ptrdiff_t k = 0; k < kk_; k++) {                              \
+                CONV_VECS(CONV_W_LOAD, _)                                      \
+                CONV_ROWS(CONV_ROW_FMA_APART)                                  \
+            }                                                                  \
         }                                                                      \
     } while (0)
 
@@ -115,8 +140,20 @@ static CONV_UKERNEL_SIGNATURE(TILE, T, restrict)
             /* Interior tile (one output row, every tap inside): pointers set up once and
              * stepped one kernel row at a time. Same summation order as below. */
             const ptrdiff_t rstep = dh * W * CI;
+            const T *const x0 = x + (iy * W + ix) * CI;
+            if (dw == 1 || KW == 1) {
+                switch (sw * CI) { /* few channels: one pointer, see CONV_RUNS_APART */
+                case 1: CONV_RUNS_APART(1); goto store;
+                case 2: CONV_RUNS_APART(2); goto store;
+                case 3: CONV_RUNS_APART(3); goto store;
+                case 4: CONV_RUNS_APART(4); goto store;
+                case 6: CONV_RUNS_APART(6); goto store;
+                case 8: CONV_RUNS_APART(8); goto store;
+                default: break;
+                }
+            }
             for (r = 0; r < CONV_MR; r++)
-                rowp[r] = x + (iy * W + ix + r * sw) * CI;
+                rowp[r] = x0 + r * sw * CI;
             for (i = 0; i < KH; i++) {
                 const T *wrow = wp + i * KW * CI * NR;
                 if (dw == 1 || KW == 1) {
@@ -145,6 +182,25 @@ static CONV_UKERNEL_SIGNATURE(TILE, T, restrict)
         }
     }
 
+    /* Few channels and finite weights: gather (see CONV_GATHER_MAX). Padded taps are read
+     * as zeros, the same sums as skipping them (see zeros_exact). Taps jlo[r]..jhi[r]-1
+     * of pixel r are in x's columns (dw == 1: one run); the others' zeros are set once. */
+    const int gather = zeros_exact && mr >= CONV_MIN_ROWS && KW * CI <= CONV_GATHER_MAX;
+    ptrdiff_t jlo[CONV_MR], jhi[CONV_MR];
+    T g[CONV_MR * CONV_GATHER_MAX];
+    if (gather) {
+        for (r = 0; r < mr; r++) {
+            jlo[r] = 0;
+            while (jlo[r] < KW && ix0[r] + jlo[r] * dw < 0)
+                jlo[r]++;
+            jhi[r] = KW;
+            while (jhi[r] > jlo[r] && ix0[r] + (jhi[r] - 1) * dw >= W)
+                jhi[r]--;
+            if (jlo[r] > 0 || jhi[r] < KW || dw != 1)
+                memset(g + r * KW * CI, 0, (size_t)(KW * CI) * sizeof(T));
+        }
+    }
+
     for (i = 0; i < KH; i++) {
         const T *wrow = wp + i * KW * CI * NR;
         int any = 0, whole = (dw == 1 || KW == 1);
@@ -162,6 +218,33 @@ static CONV_UKERNEL_SIGNATURE(TILE, T, restrict)
             /* every pixel's whole kernel row is inside: KW*CI contiguous inputs each */
             for (r = 0; r < CONV_MR; r++)
                 q[r] = r < mr ? rowp[r] + ix0[r] * CI : zeros;
+            CONV_FULL(q, wrow, KW * CI);
+            continue;
+        }
+        if (gather) {
+            /* few channels: each pixel's kernel row as one run of KW*CI inputs, those not
+             * whole in x copied beside the zeros set above, then one pass */
+            for (r = 0; r < CONV_MR; r++) {
+                T *const gr = g + r * KW * CI;
+                if (r >= mr || !rowok[r]) {
+                    q[r] = zeros;
+                } else if (jlo[r] == 0 && jhi[r] == KW && dw == 1) {
+                    q[r] = rowp[r] + ix0[r] * CI;
+                } else {
+                    if (dw == 1) { /* the taps in x are one run */
+                        if (jhi[r] > jlo[r])
+                            memcpy(gr + jlo[r] * CI, rowp[r] + (ix0[r] + jlo[r]) * CI,
+                                   (size_t)((jhi[r] - jlo[r]) * CI) * sizeof(T));
+                    } else {
+                        for (j = 0; j < KW; j++) {
+                            const ptrdiff_t ix = ix0[r] + j * dw;
+                            if (ix >= 0 && ix < W)
+                                memcpy(gr + j * CI, rowp[r] + ix * CI, (size_t)CI * sizeof(T));
+                        }
+                    }
+                    q[r] = gr;
+                }
+            }
             CONV_FULL(q, wrow, KW * CI);
             continue;
         }
@@ -192,7 +275,7 @@ store:
 }
 
 /* One tile of a 1x1 convolution without padding, a matrix product: output pixels whose
- * inputs are the rows q[0..MR-1] (rows >= mr point at zeros and are not stored), K input
+ * inputs are the rows q[0..CONV_MR-1] (rows >= mr point at zeros and are not stored), K input
  * channels each, times the weights wt (K, NR). No geometry and no borders: the driver
  * finds the rows (any stride). Each sum starts at zero and runs over c_in in order, the
  * CONV_FULL of TILE's interior path, so the result is TILE's bit for bit. */
@@ -217,6 +300,8 @@ static void PWTILE(const T *const *restrict q, const T *restrict wt, ptrdiff_t K
 #undef CONV_ROW_STORE
 #undef CONV_ROW_STORE_TMP
 #undef CONV_FULL
+#undef CONV_ROW_FMA_APART
+#undef CONV_RUNS_APART
 #undef CONV_ONE
 #undef CONV_TILE_STORE
 /* the per-tile parameters are consumed; T, V, L, LOADV, STOREV stay for the next width */
