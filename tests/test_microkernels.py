@@ -455,3 +455,43 @@ def test_pack_weights_against_numpy(mod, dtype, shape, threads):
             bad = w.copy()
             bad.reshape(-1)[rng.integers(bad.size)] = value
             assert mod.pack_weights(bad.reshape(-1, co), wp, threads) is False
+
+
+@pytest.mark.parametrize("mod", EXTENSIONS, ids=[m.__name__.rsplit(".", 1)[1] for m in EXTENSIONS])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("order", ["conv2d_direct", "conv2d_matmul"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_drivers_pack_in_their_tasks(mod, dtype, order, threads):
+    """Given w, the drivers pack it into wp themselves, one channel tile per chunk of
+    tasks (whatever wp held before), and check each tile's weights as they pack it: the
+    results are the prepacked call's bit for bit, also with an Inf/NaN weight, whose
+    tile then skips its padded taps (the others read zeros there: the same sums)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 5, 7, 3)).astype(dtype)
+    pads = dict(pt=1, pl=2)
+    for nr in mod.TILE_WIDTHS[dtype]:
+        co = 4 * nr + 3  # five channel tiles, the last partial
+        w = rng.standard_normal((3, 3, 3, co)).astype(dtype)
+        ws = {"finite": w}
+        for value in (np.nan, np.inf):
+            bad = w.copy()
+            bad[0, 0, 1, nr + 2] = value  # a top-left tap: padded for the first pixels
+            ws[str(value)] = bad
+        for what, wv in ws.items():
+            wp = np.empty((5, 3, 3, 3, nr), dtype)
+            finite = mod.pack_weights(wv.reshape(-1, co), wp.reshape(5, -1, nr), 1)
+            want = np.full((2, 5, 6, co), SENTINEL, dtype)
+            getattr(mod, order)(x, wp, np.zeros(9, dtype), want, 1, 1, 1, 1, pads["pt"],
+                                pads["pl"], finite, False, threads)
+            got = np.full_like(want, SENTINEL)
+            junk = np.full_like(wp, np.nan)  # the tasks must overwrite every element
+            getattr(mod, order)(x, junk, np.zeros(9, dtype), got, 1, 1, 1, 1, pads["pt"],
+                                pads["pl"], True, False, threads, wv.reshape(-1, co))
+            assert np.array_equal(got, want, equal_nan=True), (nr, what)
+            np.testing.assert_array_equal(junk, wp)
+            if what != "finite":  # skipped where the bad tap is padded, used where not
+                assert np.isfinite(got[:, 0, 0, nr + 2]).all(), (nr, what)
+                assert not np.isfinite(got[:, 2, 3, nr + 2]).any(), (nr, what)
+        with pytest.raises(ValueError, match="KH \\* KW \\* C_in"):
+            getattr(mod, order)(x, wp, np.zeros(9, dtype), got, 1, 1, 1, 1, 1, 2, True,
+                                True, threads, w.reshape(-1, co))

@@ -347,6 +347,8 @@ THREAD_CASES = [
     kit.Case("t-1x1-s2", (4, 80, 70, 64), (1, 1, 64, 96), stride=2),  # the same, strided
     # padding after the image: outputs past it read none, so not a matrix product
     kit.Case("t-1x1-pad-after", (2, 60, 50, 64), (1, 1, 64, 70), padding=((0, 3), (0, 2))),
+    # the packed weights outweigh x and make 17-34 channel tiles: a call's tasks pack them
+    kit.Case("t-pack-in-tasks", (1, 9, 9, 64), (3, 3, 64, 530), padding="SAME"),
 ]
 
 
@@ -385,6 +387,26 @@ def test_results_do_not_depend_on_threads(case, dtype, team_sizes):
                 f"{int((out != base).sum())} of {out.size} elements (max |diff| "
                 f"{float(np.abs(out - base).max()):.3g})"
             )
+
+
+def test_a_call_whose_weights_outweigh_its_input_packs_them_in_its_tasks(monkeypatch):
+    """A direct or matmul call whose packed weights outweigh x (batch 1, a small image,
+    many channels) has the driver's tasks pack them, each channel tile just before its
+    use, not a pass of its own (pack_checked); the same bits as a plan's prepacked ones."""
+    case = THREAD_CASES[-1]
+    for dtype in ("float32", "float64"):
+        x, w = _inputs(case, dtype, 4)
+        planned = {m: conv.plan(x.shape, w, method=m, **case.kwargs)(x) for m in COMPILED}
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("the weights were packed in a pass of their own")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(_compiled, "pack_checked", refuse)
+            for m in COMPILED:
+                for threads in (1, 2):
+                    out = conv.conv2d(x, w, method=m, threads=threads, **case.kwargs)
+                    assert np.array_equal(out, planned[m]), (dtype, m, threads)
 
 
 # =============================================================== portable build

@@ -10,6 +10,7 @@
 #define CONV_DRIVERS_H
 #include <stddef.h>
 #include "_ukernel.h"
+#include "_pack.h"
 #include "_pool.h"
 
 /* Pixel tiles per task: one channel tile's weights serve BLOCK tiles in a row, and in the
@@ -20,11 +21,15 @@
 typedef struct {
     const void *x, *wp, *zeros;
     void *out;
+    const void *w;                /* NULL, or the weights (KH*KW*CI, CO) to pack into wp in
+                                   * the tasks: each chunk of tasks is then one channel tile,
+                                   * which it packs before its first tile */
     ptrdiff_t N, H, W, CI;        /* input (N, H, W, CI), unpadded */
     ptrdiff_t ncot, KH, KW, nr;   /* packed weights (ncot, KH, KW, CI, nr) */
     ptrdiff_t OH, OW, CO;         /* output (N, OH, OW, CO) */
     ptrdiff_t sh, sw, dh, dw, pt, pl;
-    int zeros_exact;              /* every weight finite: padded taps may read zeros */
+    int zeros_exact;              /* every weight finite: padded taps may read zeros (with
+                                   * w: may, where the channel tile's weights are finite) */
     int blocks_outer;             /* task order: input block outer (speed only) */
     conv_interrupt *intr;         /* checked between tasks; NULL: not interruptible */
 } conv_problem;
@@ -42,12 +47,15 @@ static ptrdiff_t conv_tasks(const conv_problem *p) {
 }
 
 /* One task body per (element type, order), from one template; TILE is the micro-kernel,
- * whose tiles are NR channels wide (the packed weights' nr), PWTILE its 1x1 form. */
-#define CONV_DRIVER(T, TILE, PWTILE, NR, NAME, MATMUL)                                     \
+ * whose tiles are NR channels wide (the packed weights' nr), PWTILE its 1x1 form, PACK
+ * the packing of a channel tile's rows (_pack.h). */
+#define CONV_DRIVER(T, TILE, PWTILE, PACK, NR, NAME, MATMUL)                               \
 static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {                \
     const conv_problem *p = (const conv_problem *)ctx;                                     \
     const T *x = (const T *)p->x, *wp = (const T *)p->wp, *zeros = (const T *)p->zeros;   \
     T *out = (T *)p->out;                                                                  \
+    ptrdiff_t packed = -1;        /* with p->w: the channel tile this call packed last */  \
+    int exact = p->zeros_exact;                                                            \
     const ptrdiff_t P = p->OH * p->OW, tiles = (P + CONV_MR - 1) / CONV_MR;               \
     const ptrdiff_t per_image = (tiles + CONV_BLOCK - 1) / CONV_BLOCK;                     \
     const ptrdiff_t blocks = p->N * per_image, OW = p->OW, CO = p->CO, nr = p->nr;        \
@@ -76,6 +84,12 @@ static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {     
         t1 = t0 + CONV_BLOCK < tiles ? t0 + CONV_BLOCK : tiles;                            \
         nc = (int)(CO - cot * nr < nr ? CO - cot * nr : nr);                               \
         xn = x + n * p->H * p->W * CI;                                                     \
+        if (p->w && cot != packed) {  /* this chunk's channel tile: into wp, checked */    \
+            const ptrdiff_t rows = KH * KW * CI;                                           \
+            exact = p->zeros_exact &&                                                      \
+                    !PACK((const T *)p->w, (T *)p->wp, rows, CO, nr, cot, 0, rows);        \
+            packed = cot;                                                                  \
+        }                                                                                  \
         for (i = 0; i < (MATMUL ? KH : 1); i++) {                                          \
             for (j = 0; j < (MATMUL ? KW : 1); j++) {                                      \
                 oy = (t0 * CONV_MR) / OW;  /* one division per block; then stepped */      \
@@ -88,7 +102,7 @@ static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {     
                         TILE(xn, wp + ((cot * KH + i) * KW + j) * CI * nr, zeros, o, CO,   \
                              mr, nc, oy, ox, OW, p->H, p->W, CI, 1, 1, p->sh, p->sw,       \
                              p->dh, p->dw, p->pt - i * p->dh, p->pl - j * p->dw,           \
-                             p->zeros_exact, i + j > 0);                                   \
+                             exact, i + j > 0);                                            \
                     else if (pw) {                                                         \
                         const T *q[CONV_MR];                                               \
                         ptrdiff_t qy = oy, qx = ox;                                        \
@@ -102,7 +116,7 @@ static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {     
                     else         /* every tap before the tile is stored */                 \
                         TILE(xn, wp + cot * KH * KW * CI * nr, zeros, o, CO, mr, nc, oy,   \
                              ox, OW, p->H, p->W, CI, KH, KW, p->sh, p->sw, p->dh, p->dw,   \
-                             p->pt, p->pl, p->zeros_exact, 0);                             \
+                             p->pt, p->pl, exact, 0);                                      \
                     ox += CONV_MR;                                                         \
                     while (ox >= OW) { ox -= OW; oy++; }                                   \
                 }                                                                          \
@@ -113,24 +127,32 @@ static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {     
 static void NAME(const conv_problem *p, int threads) {                                     \
     ptrdiff_t ntask;                                                                       \
     CONV_ASSERT(p->nr == (NR) && p->x && p->wp && p->zeros);                               \
+    CONV_ASSERT(!p->w || !p->blocks_outer);                                                \
     if (p->CO == 0) return;                                                                \
     ntask = conv_tasks(p);                                                                 \
-    conv_pool_run(threads, ntask, conv_chunk(ntask, threads), NAME##_tasks, p);            \
+    /* packing in the tasks: a chunk is one channel tile's blocks (chunks start at        \
+     * multiples of the chunk), so each tile is packed once, by the thread that uses it */ \
+    conv_pool_run(threads, ntask, p->w ? ntask / p->ncot : conv_chunk(ntask, threads),    \
+                  NAME##_tasks, p);                                                        \
 }
 
-CONV_DRIVER(float, CONV_UKERNEL_F32, CONV_PWKERNEL_F32, CONV_NR_F, conv_direct_f, 0)
-CONV_DRIVER(double, CONV_UKERNEL_F64, CONV_PWKERNEL_F64, CONV_NR_D, conv_direct_d, 0)
-CONV_DRIVER(float, CONV_UKERNEL_F32, CONV_PWKERNEL_F32, CONV_NR_F, conv_matmul_f, 1)
-CONV_DRIVER(double, CONV_UKERNEL_F64, CONV_PWKERNEL_F64, CONV_NR_D, conv_matmul_d, 1)
+CONV_DRIVER(float, CONV_UKERNEL_F32, CONV_PWKERNEL_F32, conv_pack_f_rows, CONV_NR_F,
+            conv_direct_f, 0)
+CONV_DRIVER(double, CONV_UKERNEL_F64, CONV_PWKERNEL_F64, conv_pack_d_rows, CONV_NR_D,
+            conv_direct_d, 0)
+CONV_DRIVER(float, CONV_UKERNEL_F32, CONV_PWKERNEL_F32, conv_pack_f_rows, CONV_NR_F,
+            conv_matmul_f, 1)
+CONV_DRIVER(double, CONV_UKERNEL_F64, CONV_PWKERNEL_F64, conv_pack_d_rows, CONV_NR_D,
+            conv_matmul_d, 1)
 #ifdef CONV_HALF_TILES /* the same drivers on the half-width tiles */
-CONV_DRIVER(float, CONV_UKERNEL_F32_HALF, CONV_PWKERNEL_F32_HALF, CONV_NR_F_HALF,
-            conv_direct_f_half, 0)
-CONV_DRIVER(double, CONV_UKERNEL_F64_HALF, CONV_PWKERNEL_F64_HALF, CONV_NR_D_HALF,
-            conv_direct_d_half, 0)
-CONV_DRIVER(float, CONV_UKERNEL_F32_HALF, CONV_PWKERNEL_F32_HALF, CONV_NR_F_HALF,
-            conv_matmul_f_half, 1)
-CONV_DRIVER(double, CONV_UKERNEL_F64_HALF, CONV_PWKERNEL_F64_HALF, CONV_NR_D_HALF,
-            conv_matmul_d_half, 1)
+CONV_DRIVER(float, CONV_UKERNEL_F32_HALF, CONV_PWKERNEL_F32_HALF, conv_pack_f_rows,
+            CONV_NR_F_HALF, conv_direct_f_half, 0)
+CONV_DRIVER(double, CONV_UKERNEL_F64_HALF, CONV_PWKERNEL_F64_HALF, conv_pack_d_rows,
+            CONV_NR_D_HALF, conv_direct_d_half, 0)
+CONV_DRIVER(float, CONV_UKERNEL_F32_HALF, CONV_PWKERNEL_F32_HALF, conv_pack_f_rows,
+            CONV_NR_F_HALF, conv_matmul_f_half, 1)
+CONV_DRIVER(double, CONV_UKERNEL_F64_HALF, CONV_PWKERNEL_F64_HALF, conv_pack_d_rows,
+            CONV_NR_D_HALF, conv_matmul_d_half, 1)
 #else /* none in this build: _kernels.pxi sees null drivers */
 #define conv_direct_f_half NULL
 #define conv_direct_d_half NULL

@@ -72,6 +72,7 @@ cdef extern from "_drivers.h" nogil:
         const void* wp
         const void* zeros
         void* out
+        const void* w
         Py_ssize_t N, H, W, CI, ncot, KH, KW, nr, OH, OW, CO
         Py_ssize_t sh, sw, dh, dw, pt, pl
         int zeros_exact, blocks_outer
@@ -222,11 +223,13 @@ cdef _drive(conv_driver f32, conv_driver f64, conv_driver f32_half, conv_driver 
             const real[:, :, :, ::1] x,
             const real[:, :, :, :, ::1] wp, const real[::1] zeros, real[:, :, :, ::1] out,
             Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt,
-            Py_ssize_t pl, bint zeros_exact, bint blocks_outer, int threads):
+            Py_ssize_t pl, bint zeros_exact, bint blocks_outer, int threads,
+            const real[:, ::1] w):
     """Every entry point's body: describe the problem to C and run driver `f32` or `f64`
     (by dtype; the `_half` ones for half-width tiles, by the packed weights' width) with
     the GIL released. Ctrl-C during the call raises its KeyboardInterrupt once every
-    thread has stopped, and leaves no partial result."""
+    thread has stopped, and leaves no partial result. With `w` (not None) the tasks pack
+    it into `wp` themselves, one channel tile each (see conv_problem)."""
     cdef conv_problem p
     cdef _Interrupt intr
     cdef conv_driver f
@@ -247,6 +250,16 @@ cdef _drive(conv_driver f32, conv_driver f64, conv_driver f32_half, conv_driver 
     p.x = &x[0, 0, 0, 0] if x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] else p.zeros
     p.wp = &wp[0, 0, 0, 0, 0] if wp.shape[0] * wp.shape[1] * wp.shape[2] * wp.shape[3] else p.zeros
     p.out = &out[0, 0, 0, 0]
+    p.w = NULL
+    if w is not None:
+        if (w.shape[0] != wp.shape[1] * wp.shape[2] * wp.shape[3] or w.shape[1] != out.shape[3]
+                or blocks_outer):
+            rows = wp.shape[1] * wp.shape[2] * wp.shape[3]
+            raise ValueError(f"w must be (KH * KW * C_in, C_out) = ({rows}, {out.shape[3]}) "
+                             f"and blocks_outer False")
+        if w.shape[0]:  # else every sum is empty and nothing is packed or read
+            p.w = &w[0, 0]
+            zeros_exact = True  # the tasks check each channel tile's weights as they pack
     p.N, p.H, p.W, p.CI = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
     p.ncot, p.KH, p.KW, p.nr = wp.shape[0], wp.shape[1], wp.shape[2], wp.shape[4]
     p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
@@ -263,30 +276,32 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
                   const real[::1] zeros, real[:, :, :, ::1] out,
                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                   Py_ssize_t pt, Py_ssize_t pl, bint zeros_exact, bint blocks_outer,
-                  int threads):
+                  int threads, const real[:, ::1] w=None):
     """Direct order: each tile sums over every tap before it is stored.
 
     x: (N, H, W, C_in), unpadded; wp: (channel tiles, KH, KW, C_in, NR) from
     pack_weights, NR one of TILE_WIDTHS; zeros: KW*C_in zeros; out: (N, OH, OW, C_out).
     pt/pl: top/left padding. zeros_exact: every weight is finite (see _tile.h).
     blocks_outer: task order; it changes speed, never results. threads: at most this
-    many threads.
+    many threads. w: None, or the weights as (KH * KW * C_in, C_out), which the tasks
+    then pack into wp (any contents) one channel tile each, checking them for Inf/NaN as
+    they go (zeros_exact is then ignored; blocks_outer must be False).
     """
     _drive(conv_direct_f, conv_direct_d, conv_direct_f_half, conv_direct_d_half, x, wp,
-           zeros, out, sh, sw, dh, dw, pt, pl, zeros_exact, blocks_outer, threads)
+           zeros, out, sh, sw, dh, dw, pt, pl, zeros_exact, blocks_outer, threads, w)
 
 
 def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
                   const real[::1] zeros, real[:, :, :, ::1] out,
                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                   Py_ssize_t pt, Py_ssize_t pl, bint zeros_exact, bint blocks_outer,
-                  int threads):
+                  int threads, const real[:, ::1] w=None):
     """The article's order: for each kernel tap (i, j), one (pixels x C_in) @
     (C_in x NR) product over the strided input slice, accumulated into the output,
     blocked so the block being accumulated stays in cache. Same arguments as
     conv2d_direct."""
     _drive(conv_matmul_f, conv_matmul_d, conv_matmul_f_half, conv_matmul_d_half, x, wp,
-           zeros, out, sh, sw, dh, dw, pt, pl, zeros_exact, blocks_outer, threads)
+           zeros, out, sh, sw, dh, dw, pt, pl, zeros_exact, blocks_outer, threads, w)
 
 
 def pack_weights(const real[:, ::1] w, real[:, :, ::1] wp, int threads):
