@@ -204,15 +204,18 @@ def _at_offset(a, offset):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kwargs", [dict(padding="SAME"), dict(padding="VALID"),
-                                    dict(padding=((1, 1), (2, 0)))], ids=str)
+                                    dict(padding=((1, 1), (2, 0))),
+                                    dict(padding=((1, 0), (1, 0))),
+                                    dict(padding=((0, 1), (0, 1)))], ids=str)
 @pytest.mark.parametrize("shape", [(2, 5, 37, 32), (1, 4, 13, 144), (1, 3, 4, 48),
                                    (1, 3, 3, 16), (1, 4, 20, 40)], ids=str)
 def test_depthwise_at_every_alignment_of_x(shape, kwargs, dtype):
     """x starting any whole number of elements past a 64-byte boundary (NumPy's large
     arrays start 16 bytes past one), so that the kernel's aligned path (vectors started
-    early, filters rotated) takes every shift, with interiors of 1, 2 and many pixels:
-    the per-pixel path's sums bit for bit, whatever the threads and the output's
-    alignment."""
+    early, filters rotated) takes every shift, with interiors of 1, 2 and many pixels,
+    and border pixels with one padded tap column on the left, the right or both (taken
+    with a neighbour or alone): the per-pixel path's sums bit for bit, whatever the
+    threads and the output's alignment."""
     x, w = normal_inputs(shape, (3, 3, shape[3], 1), dtype)
     w2 = np.concatenate([w, np.zeros_like(w)], axis=3)  # multiplier 2: per-pixel path only
     want = conv.depthwise_conv2d(x, w2, method="depthwise", **kwargs)[..., ::2]

@@ -89,7 +89,7 @@ static void NAME##_pixel(const conv_dw_problem *p, const T *xn, const T *w, T *o
         }                                                                                  \
     }                                                                                      \
 }                                                                                          \
-/* channels c0.. (fewer than a vector) of NAME##_block's pixels, one at a time */         \
+/* channels c0.. (fewer than a vector) of NAME##_block's pixels, one at a time */          \
 static void NAME##_tail(const conv_dw_problem *p, const T *const *xr, const ptrdiff_t *ir, \
                         ptrdiff_t nr, const T *w, T *o, ptrdiff_t ox, ptrdiff_t c0,        \
                         const int PX, const int CHECK) {                                   \
@@ -117,8 +117,11 @@ static void NAME##_tail(const conv_dw_problem *p, const T *const *xr, const ptrd
  * pixel at the border) taps outside the row are skipped. K3 (3-wide filters at stride 1,  \
  * dilation 1: most depthwise layers): each input vector is loaded once a kernel row and   \
  * feeds the (up to) three sums that read it, in the same tap order (j = 0, 1, 2 for every \
- * sum), so the same results. SHIFT (K3 only; x SHIFT elements past a vector boundary, C  \
- * a whole number of vectors): the vectors start SHIFT channels early, so that every load \
+ * sum), so the same results. EDGE (K3, C a whole number of vectors): 1, the first         \
+ * pixel's first tap column is left of the row, or 2, the last pixel's last one is right   \
+ * of it (SAME padding's border pixels): that column is neither loaded nor summed, as the  \
+ * per-tap skip would. SHIFT (K3 only; x SHIFT elements past a vector boundary, C          \
+ * a whole number of vectors): the vectors start SHIFT channels early, so that every load  \
  * is aligned; the first one's first SHIFT lanes are pixel ox - 1's last channels (which   \
  * must be interior too), pixel ox + PX - 1's last SHIFT channels are left to the next     \
  * block, and w holds the filters rotated by SHIFT channels (lane t of the vector at       \
@@ -126,7 +129,7 @@ static void NAME##_tail(const conv_dw_problem *p, const T *const *xr, const ptrd
 static inline void NAME##_block(const conv_dw_problem *p, const T *const *xr,              \
                                 const ptrdiff_t *ir, ptrdiff_t nr, const T *w, T *o,       \
                                 ptrdiff_t ox, const int PX, const int CHECK, const int K3, \
-                                const ptrdiff_t SHIFT) {                                   \
+                                const ptrdiff_t SHIFT, const int EDGE) {                   \
     const ptrdiff_t C = p->C, KW = p->KW, step = p->sw * C, tap = p->dw * C;               \
     const ptrdiff_t ix0 = ox * p->sw - p->pl;                                              \
     ptrdiff_t c, r, j;                                                                     \
@@ -140,7 +143,9 @@ static inline void NAME##_block(const conv_dw_problem *p, const T *const *xr,   
             if (K3) {                                                                      \
                 const V w0 = LOAD(wp), w1 = LOAD(wp + C), w2 = LOAD(wp + 2 * C);           \
                 for (q = 0; q < PX + 2; q++) {                                             \
-                    const V xv = LOAD(xp + q * C);                                         \
+                    V xv;                                                                  \
+                    if ((EDGE == 1 && q == 0) || (EDGE == 2 && q == PX + 1)) continue;     \
+                    xv = LOAD(xp + q * C);                                                 \
                     if (q < PX) acc[q] += xv * w0;                                         \
                     if (q >= 1 && q <= PX) acc[q - 1] += xv * w1;                          \
                     if (q >= 2) acc[q - 2] += xv * w2;                                     \
@@ -160,15 +165,17 @@ static inline void NAME##_block(const conv_dw_problem *p, const T *const *xr,   
     if (!SHIFT && c < C) /* the channels past the last whole vector */                     \
         NAME##_tail(p, xr, ir, nr, w, o, ox, c, PX, CHECK);                                \
 }                                                                                          \
-/* one depthwise (multiplier 1) output row, in register blocks of CONV_DW_PX pixels, then   \
- * fewer, the border pixels one at a time; with a shift (x off a vector boundary), the     \
- * interior pixels after the first on the aligned path (NAME##_block's SHIFT), and the     \
- * last one's last channels apart */                                                       \
+/* one depthwise (multiplier 1) output row, in register blocks of CONV_DW_PX pixels, then  \
+ * fewer, the border pixels one at a time (3-wide filters: SAME's two with a neighbour or  \
+ * alone, NAME##_block's EDGE); with a shift (x off a vector boundary), the interior       \
+ * pixels after the first on the aligned path (NAME##_block's SHIFT), and the last one's   \
+ * last channels apart */                                                                  \
 static void NAME##_row(const conv_dw_problem *p, const T *xn, const T *w, T *o,            \
                        ptrdiff_t oy, ptrdiff_t lo, ptrdiff_t hi) {                         \
     const ptrdiff_t C = p->C, shift = p->shift;                                            \
     const T *wrot = (const T *)p->wrot;                                                    \
     const int k3 = p->KW == 3 && p->sw == 1 && p->dw == 1;                                 \
+    const int edges = k3 && C % LANES == 0;                                                \
     const T *xr[CONV_DW_MAXKH], *xb[CONV_DW_MAXKH];                                        \
     ptrdiff_t ir[CONV_DW_MAXKH], nr = 0, i, ox = 0, r;                                     \
     for (i = 0; i < p->KH; i++) {                                                          \
@@ -182,18 +189,27 @@ static void NAME##_row(const conv_dw_problem *p, const T *xn, const T *w, T *o, 
         const ptrdiff_t ix0 = ox * p->sw - p->pl;                                          \
         for (r = 0; r < nr; r++)                                                           \
             xr[r] = xb[r] + ix0 * C;                                                       \
-        if (shift && ox == lo && left >= 2) { /* the first interior pixel, unaligned */   \
-            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 1, 0, 1, 0);                    \
+        if (edges && ox == 0 && ix0 == -1 && lo == 1 && hi >= 2) {                         \
+            /* the left border pixel (tap column 0 left of the row), pixel 1 with it */    \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 2, 0, 1, 0, 1);                 \
+            ox += 2;                                                                       \
+        } else if (edges && ox == hi && ox == p->OW - 1 && ix0 >= 0 && ix0 + 2 == p->W) {  \
+            /* the right border pixel: tap column 2 right of the row */                    \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 1, 0, 1, 0, 2);                 \
+            ox += 1;                                                                       \
+        } else if (shift && ox == lo && left >= 2) { /* first interior pixel, unaligned */ \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 1, 0, 1, 0, 0);                 \
             ox += 1;                                                                       \
         } else if (shift && ox > lo && left >= 1) { /* aligned: pixel ox - 1 interior */   \
             if (left >= CONV_DW_PX) {                                                      \
-                NAME##_block(p, xr, ir, nr, wrot, o + ox * C, ox, CONV_DW_PX, 0, 1, shift); \
+                NAME##_block(p, xr, ir, nr, wrot, o + ox * C, ox, CONV_DW_PX, 0, 1, shift, \
+                             0);                                                           \
                 ox += CONV_DW_PX;                                                          \
             } else if (left >= 4) {                                                        \
-                NAME##_block(p, xr, ir, nr, wrot, o + ox * C, ox, 4, 0, 1, shift);         \
+                NAME##_block(p, xr, ir, nr, wrot, o + ox * C, ox, 4, 0, 1, shift, 0);      \
                 ox += 4;                                                                   \
             } else {                                                                       \
-                NAME##_block(p, xr, ir, nr, wrot, o + ox * C, ox, 1, 0, 1, shift);         \
+                NAME##_block(p, xr, ir, nr, wrot, o + ox * C, ox, 1, 0, 1, shift, 0);      \
                 ox += 1;                                                                   \
             }                                                                              \
             if (ox == hi) { /* the last interior pixel's last channels: no next block */   \
@@ -202,19 +218,19 @@ static void NAME##_row(const conv_dw_problem *p, const T *xn, const T *w, T *o, 
                 NAME##_tail(p, xr, ir, nr, w, o + (hi - 1) * C, hi - 1, C - shift, 1, 0);  \
             }                                                                              \
         } else if (left >= CONV_DW_PX && k3) {                                             \
-            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, CONV_DW_PX, 0, 1, 0);           \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, CONV_DW_PX, 0, 1, 0, 0);        \
             ox += CONV_DW_PX;                                                              \
         } else if (left >= CONV_DW_PX) {                                                   \
-            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, CONV_DW_PX, 0, 0, 0);           \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, CONV_DW_PX, 0, 0, 0, 0);        \
             ox += CONV_DW_PX;                                                              \
         } else if (left >= 4) {                                                            \
-            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 4, 0, 0, 0);                    \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 4, 0, 0, 0, 0);                 \
             ox += 4;                                                                       \
         } else if (left >= 1) {                                                            \
-            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 1, 0, 0, 0);                    \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 1, 0, 0, 0, 0);                 \
             ox += 1;                                                                       \
         } else {                                                                           \
-            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 1, 1, 0, 0);                    \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 1, 1, 0, 0, 0);                 \
             ox += 1;                                                                       \
         }                                                                                  \
     }                                                                                      \
@@ -222,7 +238,7 @@ static void NAME##_row(const conv_dw_problem *p, const T *xn, const T *w, T *o, 
 static void NAME##_rows(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {                 \
     const conv_dw_problem *p = (const conv_dw_problem *)ctx;                               \
     const T *x = (const T *)p->x, *w = (const T *)p->w;                                    \
-    const int blocked = p->Cg == 1 && p->CO == p->C && p->KH <= CONV_DW_MAXKH;              \
+    const int blocked = p->Cg == 1 && p->CO == p->C && p->KH <= CONV_DW_MAXKH;             \
     ptrdiff_t row, lo, hi;                                                                 \
     conv_dw_interior(p, &lo, &hi);                                                         \
     for (row = begin; row < end; row++) {                                                  \
@@ -239,10 +255,10 @@ static void NAME##_rows(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {      
             NAME##_pixel(p, xn, w, o + ox * p->CO, oy, ox);                                \
     }                                                                                      \
 }                                                                                          \
-/* The aligned path (NAME##_block's SHIFT) runs where every pixel of x starts the same    \
- * whole number of elements past a vector boundary, not zero (NumPy's large arrays start  \
- * 16 bytes past a 64-byte line: each load then spans two cache lines), for depthwise     \
- * multiplier-1 3-wide filters at stride 1 and dilation 1, given the scratch to rotate    \
+/* The aligned path (NAME##_block's SHIFT) runs where every pixel of x starts the same     \
+ * whole number of elements past a vector boundary, not zero (NumPy's large arrays start   \
+ * 16 bytes past a 64-byte line: each load then spans two cache lines), for depthwise      \
+ * multiplier-1 3-wide filters at stride 1 and dilation 1, given the scratch to rotate     \
  * the filters in. */                                                                      \
 static void NAME(const conv_dw_problem *p, int threads) {                                  \
     const ptrdiff_t rows = p->N * p->OH, C = p->C;                                         \
