@@ -21,9 +21,9 @@
 typedef struct {
     const void *x, *wp, *zeros;
     void *out;
-    const void *w;                /* NULL, or the weights (KH*KW*CI, CO) to pack into wp in
-                                   * the tasks: each chunk of tasks is then one channel tile,
-                                   * which it packs before its first tile */
+    const void *w;                /* NULL, or the weights (KH*KW*CI, CO) to pack into wp
+                                   * in the tasks: each chunk of tasks is then one channel
+                                   * tile, which it packs before its first tile */
     ptrdiff_t N, H, W, CI;        /* input (N, H, W, CI), unpadded */
     ptrdiff_t ncot, KH, KW, nr;   /* packed weights (ncot, KH, KW, CI, nr) */
     ptrdiff_t OH, OW, CO;         /* output (N, OH, OW, CO) */

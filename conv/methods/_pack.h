@@ -49,7 +49,8 @@ static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {     
     for (task = begin; task < end; task++) {                                               \
         const ptrdiff_t cot = task / runs, r0 = (task - cot * runs) * CONV_PACK_ROWS;      \
         const ptrdiff_t r1 = r0 + CONV_PACK_ROWS < p->rows ? r0 + CONV_PACK_ROWS : p->rows; \
-        bad |= NAME##_rows((const T *)p->w, (T *)p->wp, p->rows, p->CO, p->nr, cot, r0, r1); \
+        bad |= NAME##_rows((const T *)p->w, (T *)p->wp, p->rows, p->CO, p->nr, cot, r0,  \
+                           r1);                                                            \
     }                                                                                      \
     if (bad) CONV_STORE_RELAXED(&p->nonfinite, 1);                                         \
 }                                                                                          \

@@ -239,7 +239,8 @@ static CONV_UKERNEL_SIGNATURE(TILE, T, restrict)
                         for (j = 0; j < KW; j++) {
                             const ptrdiff_t ix = ix0[r] + j * dw;
                             if (ix >= 0 && ix < W)
-                                memcpy(gr + j * CI, rowp[r] + ix * CI, (size_t)CI * sizeof(T));
+                                memcpy(gr + j * CI, rowp[r] + ix * CI,
+                                       (size_t)CI * sizeof(T));
                         }
                     }
                     q[r] = gr;
@@ -275,7 +276,7 @@ store:
 }
 
 /* One tile of a 1x1 convolution without padding, a matrix product: output pixels whose
- * inputs are the rows q[0..CONV_MR-1] (rows >= mr point at zeros and are not stored), K input
+ * inputs are the rows q[0..MR-1] (rows >= mr point at zeros and are not stored), K input
  * channels each, times the weights wt (K, NR). No geometry and no borders: the driver
  * finds the rows (any stride). Each sum starts at zero and runs over c_in in order, the
  * CONV_FULL of TILE's interior path, so the result is TILE's bit for bit. */
