@@ -373,3 +373,41 @@ def test_network_table_says_why_tensorflow_is_absent_from_a_layer(capsys, monkey
     assert "depthwise 3x3 total (3 layers)" in out and "total (8 layers)" in out
     assert "depthwise layers total (3 layers, 2 distinct): auto " in out
     assert "tf.nn.depthwise_conv2d on the depthwise layers" in out
+
+
+def test_the_suite_pauses_after_contenders_whose_threads_spin(monkeypatch):
+    """run_case lets a framework-backed contender's idle threads stop spinning before the
+    next one runs: a pause after the numpy and tensorflow methods and after each
+    framework's baseline, none after conv's own methods."""
+    from conv.bench import measure, reference
+
+    events = []
+    monkeypatch.setattr(measure.time, "sleep", lambda s: events.append(("pause", s)))
+    for cls in (measure.Method, measure.TensorFlowBaseline, measure.TorchBaseline):
+        def spy(self, *args, _real=cls.measure, **kwargs):
+            events.append(("timed", self.name))
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "measure", spy)
+
+    class Quiet:
+        def update(self, *args, **kwargs):
+            pass
+
+        def line(self, *args, **kwargs):
+            pass
+
+    case = measure.Workload("tiny", (1, 6, 6, 2), (3, 3, 2, 3), "float32")
+    methods = ["direct", "numpy"] + (["tensorflow"] if HAS_TF else []) + ["matmul"]
+    opts = measure.Options(threads=1, repeat=1, with_torch=HAS_TORCH)
+    ref = reference.Reference("exact", "exact", lambda x, w: kit.reference_conv2d(x, w))
+    rows = measure.run_case(case, methods, ref, opts, Quiet())
+    assert all(r.status == "ok" for r in rows), [(r.method, r.message) for r in rows]
+    spinning = {"numpy", "tensorflow", measure.TF_BASELINE, measure.TORCH_BASELINE}
+    timed = [name for kind, name in events if kind == "timed"]
+    assert timed == [r.method for r in rows]
+    for k, (kind, name) in enumerate(events):
+        if kind == "timed":
+            paused = k + 1 < len(events) and events[k + 1][0] == "pause"
+            assert paused == (name in spinning), (name, events)
+    assert all(s == measure.SPIN_PAUSE_SECONDS for kind, s in events if kind == "pause")

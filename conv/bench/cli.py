@@ -161,7 +161,8 @@ def _print_header(out, s: Settings, info: dict, reference, tf_ok: bool) -> None:
           + (f"; {planning.PLANNED}: a plan made with conv.plan(effort=\"{planning.EFFORT}\")"
              if planned else ""), file=out)
     print(f"timing: best of {s.repeat} consecutive calls after a warm-up call, "
-          "all in this process", file=out, flush=True)
+          f"all in this process; a {measure.SPIN_PAUSE_SECONDS:g} s pause after each "
+          "framework-backed contender (its idle threads spin)", file=out, flush=True)
 
 
 def _print_case(out, case: measure.Workload, rows, peak: machine.Peak) -> None:

@@ -112,13 +112,24 @@ class Timing:
 
 
 # ---------------------------------------------------------------- contenders
+#: Methods that run on a library whose idle threads keep spinning after a call (OpenBLAS
+#: behind NumPy's matmul, TensorFlow's pool), slowing whatever runs next on the machine's
+#: cores: run_case pauses SPIN_PAUSE_SECONDS after them, and after the frameworks' own
+#: baselines. Measured: PyTorch's seed call took 13 ms instead of 0.5 ms right after
+#: numpy's row, and the suite's rows right after the tensorflow method ran 2-3x slower.
+SPINNING_METHODS = ("numpy", "tensorflow")
+SPIN_PAUSE_SECONDS = 0.2
+
+
 class Method:
     """A conv method through conv.conv2d, best of opts.repeat after a warm-up call."""
 
     kind = "method"
+    spins = False  # see SPINNING_METHODS
 
     def __init__(self, name: str):
         self.name = name
+        self.spins = name in SPINNING_METHODS
 
     def skip_reason(self, dtype: str) -> Optional[str]:
         method = conv.get_method(self.name)
@@ -203,6 +214,10 @@ class Baseline(Method):
 
     kind = "baseline"
 
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.spins = True  # both frameworks' thread pools spin after a call
+
     def skip_reason(self, dtype: str) -> Optional[str]:
         return None
 
@@ -278,7 +293,11 @@ def run_case(case: Workload, methods: Sequence[str], ref: Reference, opts: Optio
                 row.status, row.message = "skipped", reason
                 continue
             row.chosen = job.chosen(x, w, opts.threads)
-            t = job.measure(x, w, opts, progress, tag)
+            try:
+                t = job.measure(x, w, opts, progress, tag)
+            finally:
+                if job.spins:  # let its threads go idle before the next contender
+                    time.sleep(SPIN_PAUSE_SECONDS)
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - one broken method must not stop the rest
