@@ -178,6 +178,7 @@ class Planned(Method):
         progress.update(f"{tag}: {self.name}: conv.plan(effort=\"{planning.EFFORT}\")",
                         important=True)
         plan = planning.measured_plan(x.shape, w, opts.threads)
+        time.sleep(SPIN_PAUSE_SECONDS)  # planning timed the numpy and tensorflow methods too
         seconds, out = best_of(lambda: plan(x), opts.repeat)
         return Timing(seconds, out, opts.repeat, x.shape[0], plan)
 
