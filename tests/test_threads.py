@@ -409,6 +409,35 @@ def test_a_call_whose_weights_outweigh_its_input_packs_them_in_its_tasks(monkeyp
                     assert np.array_equal(out, planned[m]), (dtype, m, threads)
 
 
+def test_1x1_tiles_run_on_across_the_images_of_a_batch(monkeypatch):
+    """A 1x1 kernel without padding whose output rows are every sh-th input row runs the
+    batch as one image of N * H rows, its tiles crossing from one image into the next;
+    each image's result is its own call's bit for bit (direct and matmul, 1 and 2
+    threads). An odd height at stride 2 keeps the images apart."""
+    seen = []
+    real = _compiled.batch_as_rows
+
+    def spy(p, out):
+        x, o = real(p, out)
+        seen.append(x.shape[0])
+        return x, o
+
+    monkeypatch.setattr(_compiled, "batch_as_rows", spy)
+    rng = np.random.default_rng(8)
+    for shape, stride, folded in (((3, 7, 7, 40), 1, True), ((3, 14, 10, 24), 2, True),
+                                  ((3, 15, 15, 24), 2, False)):
+        x = rng.standard_normal(shape)
+        w = rng.standard_normal((1, 1, shape[3], 50))
+        for m in COMPILED:
+            for threads in (1, 2):
+                del seen[:]
+                out = conv.conv2d(x, w, method=m, stride=stride, threads=threads)
+                assert seen == [1 if folded else shape[0]], (shape, m, seen)
+                for n in range(shape[0]):
+                    one = conv.conv2d(x[n:n + 1], w, method=m, stride=stride, threads=threads)
+                    assert np.array_equal(out[n:n + 1], one), (shape, m, threads, n)
+
+
 # =============================================================== portable build
 PORTABLE_CASES = [
     kit.Case("p-valid", (2, 13, 12, 7), (3, 3, 7, 19)),

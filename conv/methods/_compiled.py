@@ -176,6 +176,20 @@ def empty_aligned_as(shape, like: np.ndarray) -> np.ndarray:
     return buf[start:start + n].reshape(shape)
 
 
+def batch_as_rows(p: Problem, out: np.ndarray):
+    """(x, out) for the driver: for a 1x1 kernel without padding whose output rows are
+    every sh-th input row from the first (H == OH * sh), the batch seen as one image of
+    N * H rows, so that the drivers' tiles (MR pixels, never two images) run on across
+    images: a 7x7 image's 49 pixels otherwise take 7 tiles, the last of one pixel. Each
+    output is the same sum. Else x and out as given."""
+    n, h, w_, c = p.x.shape
+    _, oh, ow, co = out.shape
+    if (n > 1 and p.w.shape[:2] == (1, 1) and p.padding == ((0, 0), (0, 0))
+            and h == oh * p.stride[0] and out.flags.c_contiguous and p.x.flags.c_contiguous):
+        return p.x.reshape(1, n * h, w_, c), out.reshape(1, n * oh, ow, co)
+    return p.x, out
+
+
 class Packed:
     """A compiled driver with its weights packed (and checked for Inf/NaN) once: the
     callable ``(problem, out)`` that direct's and matmul's ``prepare`` hooks return."""
@@ -195,8 +209,9 @@ class Packed:
     def run(self, p: Problem, out, threads: int) -> np.ndarray:
         if out is None:
             out = np.empty(p.out_shape, dtype=p.x.dtype)
+        x, o = batch_as_rows(p, out)
         self.driver(
-            p.x, self.wp, self.zeros, out, p.stride[0], p.stride[1], p.dilation[0],
+            x, self.wp, self.zeros, o, p.stride[0], p.stride[1], p.dilation[0],
             p.dilation[1], p.padding[0][0], p.padding[1][0],
             self.finite,  # padded taps may read zeros instead of being skipped
             self.wp.nbytes <= p.x.nbytes,  # input blocks outer when the weights are smaller
@@ -227,7 +242,8 @@ def call_driver(driver, p: Problem, out=None) -> np.ndarray:
     if out is None:
         out = np.empty(p.out_shape, dtype=p.x.dtype)
     wp = np.empty((ncot, kh, kw, ci, nr), dtype=w.dtype)  # filled by the tasks
-    driver(p.x, wp, zeros(max(1, kw * ci), w.dtype), out, p.stride[0], p.stride[1],
+    x, o = batch_as_rows(p, out)
+    driver(x, wp, zeros(max(1, kw * ci), w.dtype), o, p.stride[0], p.stride[1],
            p.dilation[0], p.dilation[1], p.padding[0][0], p.padding[1][0],
            True, False, threads, np.ascontiguousarray(w).reshape(kh * kw * ci, co))
     return out
