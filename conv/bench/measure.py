@@ -125,11 +125,10 @@ class Method:
     """A conv method through conv.conv2d, best of opts.repeat after a warm-up call."""
 
     kind = "method"
-    spins = False  # see SPINNING_METHODS
 
     def __init__(self, name: str):
         self.name = name
-        self.spins = name in SPINNING_METHODS
+        self.spins = name in SPINNING_METHODS  # pause after it (run_case)
 
     def skip_reason(self, dtype: str) -> Optional[str]:
         method = conv.get_method(self.name)

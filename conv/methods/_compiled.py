@@ -207,17 +207,23 @@ class Packed:
         return self.run(p, out, threads_for(p))
 
     def run(self, p: Problem, out, threads: int) -> np.ndarray:
-        if out is None:
-            out = np.empty(p.out_shape, dtype=p.x.dtype)
-        x, o = batch_as_rows(p, out)
-        self.driver(
-            x, self.wp, self.zeros, o, p.stride[0], p.stride[1], p.dilation[0],
-            p.dilation[1], p.padding[0][0], p.padding[1][0],
+        return _run_driver(
+            self.driver, p, out, self.wp, self.zeros,
             self.finite,  # padded taps may read zeros instead of being skipped
             self.wp.nbytes <= p.x.nbytes,  # input blocks outer when the weights are smaller
-            threads,
-        )
-        return out
+            threads)
+
+
+def _run_driver(driver, p: Problem, out, wp, zeros_, zeros_exact, blocks_outer, threads,
+                w=None) -> np.ndarray:
+    """One call of a driver on p's geometry (batch_as_rows applied), into out (a new
+    array if None); w: the weights for the tasks to pack into wp (see call_driver)."""
+    if out is None:
+        out = np.empty(p.out_shape, dtype=p.x.dtype)
+    x, o = batch_as_rows(p, out)
+    driver(x, wp, zeros_, o, p.stride[0], p.stride[1], p.dilation[0], p.dilation[1],
+           p.padding[0][0], p.padding[1][0], zeros_exact, blocks_outer, threads, w)
+    return out
 
 
 #: A call packs in its tasks (see call_driver) only with at least this many channel tiles
@@ -239,11 +245,6 @@ def call_driver(driver, p: Problem, out=None) -> np.ndarray:
     if (ncot * kh * kw * ci * nr * w.itemsize <= p.x.nbytes
             or ncot < PACK_IN_TASKS_TILES_PER_THREAD * threads):
         return Packed(driver, p).run(p, out, threads)
-    if out is None:
-        out = np.empty(p.out_shape, dtype=p.x.dtype)
     wp = np.empty((ncot, kh, kw, ci, nr), dtype=w.dtype)  # filled by the tasks
-    x, o = batch_as_rows(p, out)
-    driver(x, wp, zeros(max(1, kw * ci), w.dtype), o, p.stride[0], p.stride[1],
-           p.dilation[0], p.dilation[1], p.padding[0][0], p.padding[1][0],
-           True, False, threads, np.ascontiguousarray(w).reshape(kh * kw * ci, co))
-    return out
+    return _run_driver(driver, p, out, wp, zeros(max(1, kw * ci), w.dtype), True, False,
+                       threads, np.ascontiguousarray(w).reshape(kh * kw * ci, co))

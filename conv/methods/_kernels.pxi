@@ -252,9 +252,8 @@ cdef _drive(conv_driver f32, conv_driver f64, conv_driver f32_half, conv_driver 
     p.out = &out[0, 0, 0, 0]
     p.w = NULL
     if w is not None:
-        if (w.shape[0] != wp.shape[1] * wp.shape[2] * wp.shape[3] or w.shape[1] != out.shape[3]
-                or blocks_outer):
-            rows = wp.shape[1] * wp.shape[2] * wp.shape[3]
+        rows = wp.shape[1] * wp.shape[2] * wp.shape[3]
+        if w.shape[0] != rows or w.shape[1] != out.shape[3] or blocks_outer:
             raise ValueError(f"w must be (KH * KW * C_in, C_out) = ({rows}, {out.shape[3]}) "
                              f"and blocks_outer False")
         if w.shape[0]:  # else every sum is empty and nothing is packed or read
