@@ -47,6 +47,26 @@ class _Kernel:
                     f"returned {type(run).__name__}, not a callable run(problem, out)")
             self.run = run
 
+    def nchw_out(self, problem: Problem, out: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """The result as NCHW (N, C_out, OH, OW), into out (None, or a writeable
+        C-contiguous array of that shape and dtype) if given, from a kernel that stores it
+        so itself (conv's direct and winograd, whose tiles write each channel's plane: no
+        layout change of the result); None if the kernel cannot. Internal: the
+        ``_nchw_out`` hook is not (yet) part of the plugin contract."""
+        hook = getattr(self.run if self.run is not None else self.method.kernel, "_nchw_out",
+                       None)
+        if hook is None:
+            return None
+        res = hook(problem, out)
+        if res is None:
+            return None
+        shape = (problem.out_shape[0], problem.out_shape[3]) + problem.out_shape[1:3]
+        if not (isinstance(res, np.ndarray) and res.shape == shape
+                and res.dtype == problem.x.dtype):
+            raise MethodError(f"conv method {self.method.name!r}: its NCHW output has shape "
+                              f"{getattr(res, 'shape', None)}; expected {shape}")
+        return res
+
     def __call__(self, problem: Problem, out: Optional[np.ndarray]) -> np.ndarray:
         if self.run is not None:
             res = self.run(problem, out)
@@ -103,11 +123,17 @@ class _Direct:
             if prepare else None)
 
     def __call__(self, x, n, out):
+        return self.kernel(self._problem(x, n), out)
+
+    def nchw_out(self, x, n, out):
+        """The result as NCHW, into out (see _Kernel.nchw_out); None if the kernel cannot."""
+        return self.kernel.nchw_out(self._problem(x, n), out)
+
+    def _problem(self, x, n):
         s = self.spec
         if self.pad:
             x = zero_pad(x, s.padding)
-        return self.kernel(make_problem(x, s.w, s.stride, s.dilation, self.kpads, s.threads,
-                                        s.out_shape(n)), out)
+        return make_problem(x, s.w, s.stride, s.dilation, self.kpads, s.threads, s.out_shape(n))
 
 
 def _subsample(full, stride, out_shape, out):
@@ -521,16 +547,30 @@ def _execute_nchw(spec: Spec, route, xk: np.ndarray, n: int, out: Optional[np.nd
     its result moved back into out. Two copies, cache-blocked and on the thread pool,
     through this thread's scratch arrays (the result's only for a prepared route, which
     writes into it; an unprepared kernel returns its own array, which a copy would not
-    beat)."""
+    beat). A route whose kernel stores NCHW itself (_Direct.nchw_out: conv's direct and
+    winograd) writes the result in place: x's copy only; and x with one channel (or one
+    pixel) is already NHWC."""
     oshape = to_layout(spec.out_shape(n), True)
     if n == 0 or 0 in oshape:
         return np.empty(oshape, dtype=spec.result_dtype) if out is None else out
     outer = not getattr(_scratch, "busy", False)
-    xs = _swap(xk, xk.shape[1], _scratch_array(0, from_layout(xk.shape, True), xk.dtype),
-               spec.threads)
-    scratch = _scratch_array(1, spec.out_shape(n), xk.dtype) if prepared else None
+    if xk.shape[1] == 1 or xk.shape[2] * xk.shape[3] == 1:  # NCHW is NHWC: one channel
+        xs = xk.reshape(from_layout(xk.shape, True))          # or one pixel an image
+    else:
+        xs = _swap(xk, xk.shape[1], _scratch_array(0, from_layout(xk.shape, True), xk.dtype),
+                   spec.threads)
+    direct_out = getattr(route, "nchw_out", None)
     _scratch.busy = True
     try:
+        if direct_out is not None:
+            res = direct_out(xs, n, out if out is not None and out.dtype == xk.dtype else None)
+            if res is not None:
+                if out is None or res is out:
+                    return res if res.dtype == spec.result_dtype else res.astype(
+                        spec.result_dtype)
+                out[...] = res  # float16: computed in float32, rounded once
+                return out
+        scratch = _scratch_array(1, spec.out_shape(n), xk.dtype) if prepared else None
         res = route(xs, n, scratch)
     finally:
         if outer:

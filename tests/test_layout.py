@@ -263,3 +263,42 @@ def test_a_kernel_calling_conv_in_nchw_does_not_share_the_scratch(registered):
     x, w = normal_inputs((2, 9, 8, 3), (3, 3, 3, 4), np.float32)
     got = conv.plan(nchw(x).shape, w, method="nested", data_format="NCHW")(nchw(x))
     np.testing.assert_array_equal(nhwc(got), conv.conv2d(x, w, method="direct"))
+
+
+@pytest.mark.parametrize("method, moves", [("direct", 1), ("winograd", 1), ("matmul", 2),
+                                           ("numpy", 2)])
+@pytest.mark.parametrize("c_in", [1, 5])
+@pytest.mark.parametrize("planned", [False, True])
+def test_nchw_results_are_stored_by_the_kernels(monkeypatch, method, moves, c_in, planned):
+    """direct and winograd store an NCHW result channel by channel themselves: a call
+    moves x alone (nothing at all when x has one channel, which NCHW lays out as NHWC);
+    the others' results are moved back. The results are the NHWC call's, bit for bit,
+    also into out= and through a float32 computation of float16 inputs."""
+    from conv import _plan
+
+    moved = []
+
+    def counting(x, a, out, threads):
+        moved.append(x.shape)
+        return real(x, a, out, threads)
+
+    real = _plan._swap
+    monkeypatch.setattr(_plan, "_swap", counting)
+    x, w = normal_inputs((2, 11, 10, c_in), (3, 3, c_in, 37), np.float32)
+    want = conv.conv2d(x, w, method=method, padding="SAME")
+    run = (conv.plan(nchw(x).shape, w, method=method, padding="SAME", data_format="NCHW")
+           if planned else
+           lambda a, out=None: conv.conv2d(a, w, method=method, padding="SAME",
+                                           data_format="NCHW", out=out))
+    moved.clear()
+    got = run(nchw(x))
+    assert len(moved) == moves - (c_in == 1), moved
+    np.testing.assert_array_equal(nhwc(got), want)
+    buf = np.full_like(got, np.nan)
+    assert run(nchw(x), out=buf) is buf
+    np.testing.assert_array_equal(buf, got)
+    half = conv.conv2d(nchw(x).astype(np.float16), w.astype(np.float16), method=method,
+                       padding="SAME", data_format="NCHW")
+    np.testing.assert_array_equal(
+        nhwc(half), conv.conv2d(x.astype(np.float16), w.astype(np.float16), method=method,
+                                padding="SAME"))

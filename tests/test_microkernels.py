@@ -457,6 +457,55 @@ def test_pack_weights_against_numpy(mod, dtype, shape, threads):
             assert mod.pack_weights(bad.reshape(-1, co), wp, threads) is False
 
 
+# (N, H, W, C_in, KH, KW, stride, pads (top, left), C_out tiles over the width, extra
+# channels): whole 8x8 / 4x4 squares and what they leave (pixels past the last whole tile,
+# channels past a square), the 1x1 path at stride 1 and 2, borders, several images
+NCHW_CASES = [
+    (2, 9, 8, 5, 3, 3, 1, (1, 1), 2, 0),
+    (1, 13, 11, 3, 3, 3, 1, (1, 1), 1, 5),
+    (3, 6, 7, 16, 1, 1, 1, (0, 0), 3, 3),
+    (2, 11, 9, 8, 1, 1, 2, (0, 0), 1, 1),
+    (1, 12, 12, 4, 5, 5, 2, (2, 2), 2, 7),
+    (2, 4, 4, 2, 3, 3, 1, (0, 0), 1, 0),
+]
+
+
+@pytest.mark.parametrize("mod", EXTENSIONS, ids=[m.__name__.rsplit(".", 1)[1] for m in EXTENSIONS])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", NCHW_CASES, ids=str)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_direct_driver_stores_nchw(mod, dtype, case, threads):
+    """out_nchw: the direct driver moves its tiles into each channel's plane of an (N,
+    C_out, OH, OW) output; the NHWC call's values bit for bit, every element written, with
+    weights prepacked or packed in the tasks, at every tile width; the matmul order (whose
+    taps accumulate in out) has no such argument."""
+    n, h, w_, ci, kh, kw, s, (pt, pl), tiles, extra = case
+    rng = np.random.default_rng(sum(case[:6]))
+    x = rng.standard_normal((n, h, w_, ci)).astype(dtype)
+    oh, ow = (h + 2 * pt - kh) // s + 1, (w_ + 2 * pl - kw) // s + 1
+    for nr in mod.TILE_WIDTHS[dtype]:
+        co = tiles * nr + extra
+        w = rng.standard_normal((kh, kw, ci, co)).astype(dtype)
+        ncot = -(-co // nr)
+        wp = np.empty((ncot, kh, kw, ci, nr), dtype)
+        finite = mod.pack_weights(w.reshape(-1, co), wp.reshape(ncot, -1, nr), 1)
+        zeros = np.zeros(kw * ci, dtype)
+        want = np.full((n, oh, ow, co), SENTINEL, dtype)
+        mod.conv2d_direct(x, wp, zeros, want, s, s, 1, 1, pt, pl, finite, False, threads)
+        for blocks_outer in (False, True):
+            got = np.full((n, co, oh, ow), np.nan, dtype)
+            mod.conv2d_direct(x, wp, zeros, got, s, s, 1, 1, pt, pl, finite, blocks_outer,
+                              threads, None, True)
+            np.testing.assert_array_equal(got, want.transpose(0, 3, 1, 2), err_msg=str(nr))
+        got[...] = np.nan
+        mod.conv2d_direct(x, np.full_like(wp, np.nan), zeros, got, s, s, 1, 1, pt, pl, True,
+                          False, threads, w.reshape(-1, co), out_nchw=True)
+        np.testing.assert_array_equal(got, want.transpose(0, 3, 1, 2), err_msg=str(nr))
+    with pytest.raises(TypeError):
+        mod.conv2d_matmul(x, wp, zeros, got, s, s, 1, 1, pt, pl, True, False, threads, None,
+                          True)
+
+
 @pytest.mark.parametrize("mod", EXTENSIONS, ids=[m.__name__.rsplit(".", 1)[1] for m in EXTENSIONS])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("order", ["conv2d_direct", "conv2d_matmul"])

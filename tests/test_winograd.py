@@ -104,6 +104,37 @@ def test_results_do_not_depend_on_threads_or_task_shape(mod, dtype, m):
 @pytest.mark.parametrize("mod", EXTENSIONS, ids=EXT_IDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("ws", [False, True], ids=["tiles-outer", "weights-stationary"])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
+def test_nchw_output_is_the_nhwc_output_moved(mod, dtype, m, ws, geometry):
+    """out_nchw: the output transform stores each channel's plane of an (N, C_out, OH, OW)
+    output itself; the same values as the NHWC output, bit for bit, every element written
+    (partial tiles at the right and bottom edges, channel tails, every task shape)."""
+    x, w = _inputs(geometry, dtype, seed=5)
+    want, ok = _run(mod, x, w, m, geometry[5], ws=ws)
+    assert ok
+    t, b, l, r = geometry[5]
+    zeros = np.zeros(max(1, x.shape[3]), dtype=dtype)
+    got = np.full((want.shape[0], want.shape[3]) + want.shape[1:3], np.nan, dtype=dtype)
+    if ws:
+        vall = np.empty((m + 2) ** 2 * x.shape[0] * -(-want.shape[1] // m)
+                        * -(-want.shape[2] // m) * x.shape[3], dtype=dtype)
+        assert mod.conv2d_winograd_ws(x, w, zeros, vall, got, m, t, l, 2, True)
+        np.testing.assert_array_equal(got, want.transpose(0, 3, 1, 2))
+        return
+    nr = mod.NR[dtype]
+    u = np.empty(((m + 2) ** 2, -(-w.shape[3] // nr), w.shape[2], nr), dtype=dtype)
+    mod.winograd_weights(w, u, m, 2)
+    for threads, bt, gcot in ((2, 0, 0), (1, 6, 1), (2, 12, 2)):
+        got[...] = np.nan
+        assert mod.conv2d_winograd(x, u, zeros, got, t, l, threads, bt, gcot, out_nchw=True)
+        np.testing.assert_array_equal(got, want.transpose(0, 3, 1, 2),
+                                      err_msg=f"{threads} {bt} {gcot}")
+
+
+@pytest.mark.parametrize("mod", EXTENSIONS, ids=EXT_IDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [2, 4])
 def test_weight_transform_is_g_g_gt(mod, dtype, m):
     rng = np.random.default_rng(3)
     w = rng.standard_normal((3, 3, 5, 37)).astype(dtype)

@@ -206,18 +206,39 @@ class Packed:
     def __call__(self, p: Problem, out=None) -> np.ndarray:
         return self.run(p, out, threads_for(p))
 
-    def run(self, p: Problem, out, threads: int) -> np.ndarray:
+    def run(self, p: Problem, out, threads: int, nchw: bool = False) -> np.ndarray:
         return _run_driver(
             self.driver, p, out, self.wp, self.zeros,
             self.finite,  # padded taps may read zeros instead of being skipped
             self.wp.nbytes <= p.x.nbytes,  # input blocks outer when the weights are smaller
-            threads)
+            threads, nchw=nchw)
+
+    def _nchw_out(self, p: Problem, out):
+        """The result as NCHW (N, C_out, OH, OW), into out if given, stored so by the
+        direct driver's tiles (see nchw_out); None for a driver that cannot."""
+        if not writes_nchw(self.driver):
+            return None
+        return self.run(p, out, threads_for(p), nchw=True)
+
+
+def writes_nchw(driver) -> bool:
+    """Whether an extension driver stores NCHW output itself (conv2d_direct's out_nchw)."""
+    return driver is kernels.conv2d_direct
 
 
 def _run_driver(driver, p: Problem, out, wp, zeros_, zeros_exact, blocks_outer, threads,
-                w=None) -> np.ndarray:
+                w=None, nchw=False) -> np.ndarray:
     """One call of a driver on p's geometry (batch_as_rows applied), into out (a new
-    array if None); w: the weights for the tasks to pack into wp (see call_driver)."""
+    array if None); w: the weights for the tasks to pack into wp (see call_driver);
+    nchw: out is (N, C_out, OH, OW) (the direct driver only; no batch_as_rows: an
+    image's channel planes are not contiguous with the next image's)."""
+    if nchw:
+        if out is None:
+            out = np.empty(nchw_shape(p.out_shape), dtype=p.x.dtype)
+        driver(p.x, wp, zeros_, out, p.stride[0], p.stride[1], p.dilation[0],
+               p.dilation[1], p.padding[0][0], p.padding[1][0], zeros_exact, blocks_outer,
+               threads, w, True)
+        return out
     if out is None:
         out = np.empty(p.out_shape, dtype=p.x.dtype)
     x, o = batch_as_rows(p, out)
@@ -226,25 +247,32 @@ def _run_driver(driver, p: Problem, out, wp, zeros_, zeros_exact, blocks_outer, 
     return out
 
 
+def nchw_shape(nhwc) -> tuple:
+    """(N, H, W, C) -> (N, C, H, W)."""
+    n, h, w, c = nhwc
+    return (n, c, h, w)
+
+
 #: A call packs in its tasks (see call_driver) only with at least this many channel tiles
 #: a thread: a task chunk is then a whole channel tile, and fewer chunks balance badly.
 PACK_IN_TASKS_TILES_PER_THREAD = 4
 
 
-def call_driver(driver, p: Problem, out=None) -> np.ndarray:
+def call_driver(driver, p: Problem, out=None, nchw: bool = False) -> np.ndarray:
     """Run one of the extension's drivers once, into ``out`` if given, with the weights
     packed first (Packed), or, where the packed weights outweigh the input, packed by
     the driver's tasks: each channel tile by the thread that uses it, just before, so
     it is read from memory once and used from cache, instead of a pass of its own that
     writes it all out and reads it back (at batch 1 on a 7x7 layer with 512 channels,
-    packing was a third of the call). The results are the same either way."""
+    packing was a third of the call). The results are the same either way. nchw: out
+    (and the result) (N, C_out, OH, OW), for a driver that writes_nchw."""
     w = p.w
     kh, kw, ci, co = w.shape
     nr = tile_width(DTYPE_NAMES[w.dtype], co)
     ncot, threads = -(-co // nr), threads_for(p)
     if (ncot * kh * kw * ci * nr * w.itemsize <= p.x.nbytes
             or ncot < PACK_IN_TASKS_TILES_PER_THREAD * threads):
-        return Packed(driver, p).run(p, out, threads)
+        return Packed(driver, p).run(p, out, threads, nchw)
     wp = np.empty((ncot, kh, kw, ci, nr), dtype=w.dtype)  # filled by the tasks
     return _run_driver(driver, p, out, wp, zeros(max(1, kw * ci), w.dtype), True, False,
-                       threads, np.ascontiguousarray(w).reshape(kh * kw * ci, co))
+                       threads, np.ascontiguousarray(w).reshape(kh * kw * ci, co), nchw)

@@ -75,7 +75,7 @@ cdef extern from "_drivers.h" nogil:
         const void* w
         Py_ssize_t N, H, W, CI, ncot, KH, KW, nr, OH, OW, CO
         Py_ssize_t sh, sw, dh, dw, pt, pl
-        int zeros_exact, blocks_outer
+        int zeros_exact, blocks_outer, out_nchw
         conv_interrupt* intr
     void conv_direct_f(const conv_problem* p, int threads)
     void conv_direct_d(const conv_problem* p, int threads)
@@ -105,7 +105,7 @@ cdef extern from "_winograd.h" nogil:
         const void* w
         void* vall
         Py_ssize_t N, H, W, CI, ncot, nr, OH, OW, CO, pt, pl
-        int m
+        int m, out_nchw
         Py_ssize_t bt, gcot
         int nonfinite, failed
         conv_interrupt* intr
@@ -224,16 +224,18 @@ cdef _drive(conv_driver f32, conv_driver f64, conv_driver f32_half, conv_driver 
             const real[:, :, :, :, ::1] wp, const real[::1] zeros, real[:, :, :, ::1] out,
             Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt,
             Py_ssize_t pl, bint zeros_exact, bint blocks_outer, int threads,
-            const real[:, ::1] w):
+            const real[:, ::1] w, bint out_nchw):
     """Every entry point's body: describe the problem to C and run driver `f32` or `f64`
     (by dtype; the `_half` ones for half-width tiles, by the packed weights' width) with
     the GIL released. Ctrl-C during the call raises its KeyboardInterrupt once every
     thread has stopped, and leaves no partial result. With `w` (not None) the tasks pack
-    it into `wp` themselves, one channel tile each (see conv_problem)."""
+    it into `wp` themselves, one channel tile each (see conv_problem). out_nchw: out is
+    (N, C_out, OH, OW)."""
     cdef conv_problem p
     cdef _Interrupt intr
     cdef conv_driver f
     cdef Py_ssize_t nr = wp.shape[4]
+    cdef Py_ssize_t co = out.shape[1] if out_nchw else out.shape[3]
     if real is float:
         f = f32 if nr == CONV_NR_F else f32_half if nr == CONV_NR_F_HALF else NULL
     else:
@@ -253,17 +255,20 @@ cdef _drive(conv_driver f32, conv_driver f64, conv_driver f32_half, conv_driver 
     p.w = NULL
     if w is not None:
         rows = wp.shape[1] * wp.shape[2] * wp.shape[3]
-        if w.shape[0] != rows or w.shape[1] != out.shape[3] or blocks_outer:
-            raise ValueError(f"w must be (KH * KW * C_in, C_out) = ({rows}, {out.shape[3]}) "
+        if w.shape[0] != rows or w.shape[1] != co or blocks_outer:
+            raise ValueError(f"w must be (KH * KW * C_in, C_out) = ({rows}, {co}) "
                              f"and blocks_outer False")
         if w.shape[0]:  # else every sum is empty and nothing is packed or read
             p.w = &w[0, 0]
             zeros_exact = True  # the tasks check each channel tile's weights as they pack
     p.N, p.H, p.W, p.CI = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
     p.ncot, p.KH, p.KW, p.nr = wp.shape[0], wp.shape[1], wp.shape[2], wp.shape[4]
-    p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
+    if out_nchw:
+        p.OH, p.OW, p.CO = out.shape[2], out.shape[3], out.shape[1]
+    else:
+        p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
     p.sh, p.sw, p.dh, p.dw, p.pt, p.pl = sh, sw, dh, dw, pt, pl
-    p.zeros_exact, p.blocks_outer = zeros_exact, blocks_outer
+    p.zeros_exact, p.blocks_outer, p.out_nchw = zeros_exact, blocks_outer, out_nchw
     intr = _Interrupt()
     p.intr = &intr.c
     with nogil:
@@ -275,7 +280,7 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
                   const real[::1] zeros, real[:, :, :, ::1] out,
                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                   Py_ssize_t pt, Py_ssize_t pl, bint zeros_exact, bint blocks_outer,
-                  int threads, const real[:, ::1] w=None):
+                  int threads, const real[:, ::1] w=None, bint out_nchw=False):
     """Direct order: each tile sums over every tap before it is stored.
 
     x: (N, H, W, C_in), unpadded; wp: (channel tiles, KH, KW, C_in, NR) from
@@ -284,10 +289,13 @@ def conv2d_direct(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     blocks_outer: task order; it changes speed, never results. threads: at most this
     many threads. w: None, or the weights as (KH * KW * C_in, C_out), which the tasks
     then pack into wp (any contents) one channel tile each, checking them for Inf/NaN as
-    they go (zeros_exact is then ignored; blocks_outer must be False).
+    they go (zeros_exact is then ignored; blocks_outer must be False). out_nchw: out is
+    (N, C_out, OH, OW), each tile stored channel-major as it is computed (the same
+    values as the NHWC output, moved).
     """
     _drive(conv_direct_f, conv_direct_d, conv_direct_f_half, conv_direct_d_half, x, wp,
-           zeros, out, sh, sw, dh, dw, pt, pl, zeros_exact, blocks_outer, threads, w)
+           zeros, out, sh, sw, dh, dw, pt, pl, zeros_exact, blocks_outer, threads, w,
+           out_nchw)
 
 
 def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
@@ -300,7 +308,8 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     blocked so the block being accumulated stays in cache. Same arguments as
     conv2d_direct."""
     _drive(conv_matmul_f, conv_matmul_d, conv_matmul_f_half, conv_matmul_d_half, x, wp,
-           zeros, out, sh, sw, dh, dw, pt, pl, zeros_exact, blocks_outer, threads, w)
+           zeros, out, sh, sw, dh, dw, pt, pl, zeros_exact, blocks_outer, threads, w,
+           False)
 
 
 def pack_weights(const real[:, ::1] w, real[:, :, ::1] wp, int threads):
@@ -352,10 +361,10 @@ def winograd_weights(const real[:, :, :, ::1] w, real[:, :, :, ::1] u, int m,
 cdef bint _wino_run(conv_wino_driver f32, conv_wino_driver f64, conv_wino_problem* p,
                     const real[:, :, :, ::1] x, const real[::1] zeros,
                     real[:, :, :, ::1] out, int m, Py_ssize_t pt, Py_ssize_t pl,
-                    int threads) except -1:
+                    int threads, bint out_nchw) except -1:
     """Both Winograd orders' shared body: describe the input, the output and the padding
     in p (the order's own fields already set), run driver `f32` or `f64` (by dtype) with
-    the GIL released. True unless an Inf or NaN was met; MemoryError if a task had no
+    the GIL released; out_nchw: out is (N, C_out, OH, OW). True unless an Inf or NaN was met; MemoryError if a task had no
     scratch; Ctrl-C raises its KeyboardInterrupt once every thread has stopped."""
     cdef _Interrupt intr = _Interrupt()
     p.zeros = &zeros[0]
@@ -363,7 +372,11 @@ cdef bint _wino_run(conv_wino_driver f32, conv_wino_driver f64, conv_wino_proble
     p.out = &out[0, 0, 0, 0]
     p.N, p.H, p.W, p.CI = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
     p.nr = NR["float32" if real is float else "float64"]
-    p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
+    if out_nchw:
+        p.OH, p.OW, p.CO = out.shape[2], out.shape[3], out.shape[1]
+    else:
+        p.OH, p.OW, p.CO = out.shape[1], out.shape[2], out.shape[3]
+    p.out_nchw = out_nchw
     p.pt, p.pl, p.m = pt, pl, m
     p.intr = &intr.c
     with nogil:
@@ -447,19 +460,23 @@ def swap_axes(const real[:, :, ::1] x, real[:, :, ::1] out, int threads):
 
 def conv2d_winograd(const real[:, :, :, ::1] x, const real[:, :, :, ::1] u,
                     const real[::1] zeros, real[:, :, :, ::1] out, Py_ssize_t pt,
-                    Py_ssize_t pl, int threads, Py_ssize_t bt=0, Py_ssize_t gcot=0):
+                    Py_ssize_t pl, int threads, Py_ssize_t bt=0, Py_ssize_t gcot=0,
+                    bint out_nchw=False):
     """Winograd F(m x m, 3 x 3) at stride 1, dilation 1, m from u's shape (16 transform
     positions: m = 2; 36: m = 4). x: (N, H, W, C_in), unpadded; u: from
     winograd_weights; zeros: at least C_in zeros; out: (N, OH, OW, C_out); pt/pl:
     top/left padding. bt, gcot: tiles and channel tiles a task (0: chosen for the
-    cache and the threads); they change speed, never results. Returns False when an Inf or NaN was met (in x, or from an
-    overflow): out is then not valid and the caller recomputes it exactly. Ctrl-C raises
-    its KeyboardInterrupt once every thread has stopped."""
+    cache and the threads); they change speed, never results. out_nchw: out is
+    (N, C_out, OH, OW) (the same values, stored channel-major). Returns False when an Inf
+    or NaN was met (in x, or from an overflow): out is then not valid and the caller
+    recomputes it exactly. Ctrl-C raises its KeyboardInterrupt once every thread has
+    stopped."""
     cdef conv_wino_problem p
     cdef Py_ssize_t nr = NR["float32" if real is float else "float64"]
+    cdef Py_ssize_t co = out.shape[1] if out_nchw else out.shape[3]
     if u.shape[0] not in (16, 36) or u.shape[3] != nr or u.shape[2] != x.shape[3]:
         raise ValueError(f"u must be (16 or 36, tiles, {x.shape[3]}, {nr})")
-    if u.shape[1] * nr < out.shape[3] or out.shape[0] != x.shape[0] or zeros.shape[0] < max(1, x.shape[3]):
+    if u.shape[1] * nr < co or out.shape[0] != x.shape[0] or zeros.shape[0] < max(1, x.shape[3]):
         raise ValueError("u has too few channel tiles, out the wrong batch, or zeros too short")
     if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] == 0:
         return True
@@ -468,25 +485,29 @@ def conv2d_winograd(const real[:, :, :, ::1] x, const real[:, :, :, ::1] u,
     p.ncot = u.shape[1]
     p.bt, p.gcot = max(0, bt), min(max(0, gcot), u.shape[1])
     return _wino_run(conv_winograd_f, conv_winograd_d, &p, x, zeros, out,
-                     2 if u.shape[0] == 16 else 4, pt, pl, threads)
+                     2 if u.shape[0] == 16 else 4, pt, pl, threads, out_nchw)
 
 
 def conv2d_winograd_ws(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
                        const real[::1] zeros, real[::1] vall, real[:, :, :, ::1] out, int m,
-                       Py_ssize_t pt, Py_ssize_t pl, int threads):
+                       Py_ssize_t pt, Py_ssize_t pl, int threads, bint out_nchw=False):
     """conv2d_winograd in the weights-stationary order, for few tiles: the input transform
     of every tile into vall (at least (m + 2)**2 * tiles * C_in elements; tiles =
     N * ceil(OH / m) * ceil(OW / m)), then a task per channel tile that transforms its
     weights from w (3, 3, C_in, C_out) into its own scratch and uses them for every tile.
     The same results as conv2d_winograd with winograd_weights(w, u, m), element for
-    element. Returns False when an Inf or NaN was met (in x or w, or from an overflow)."""
+    element (out_nchw as there). Returns False when an Inf or NaN was met (in x or w, or
+    from an overflow)."""
     cdef conv_wino_problem p
     cdef Py_ssize_t nr = NR["float32" if real is float else "float64"]
-    cdef Py_ssize_t tiles = x.shape[0] * ((out.shape[1] + m - 1) // m) * ((out.shape[2] + m - 1) // m)
+    cdef Py_ssize_t oh = out.shape[2] if out_nchw else out.shape[1]
+    cdef Py_ssize_t ow = out.shape[3] if out_nchw else out.shape[2]
+    cdef Py_ssize_t co = out.shape[1] if out_nchw else out.shape[3]
+    cdef Py_ssize_t tiles = x.shape[0] * ((oh + m - 1) // m) * ((ow + m - 1) // m)
     if m not in (2, 4):
         raise ValueError(f"m must be 2 or 4, not {m}")
-    if w.shape[0] != 3 or w.shape[1] != 3 or w.shape[2] != x.shape[3] or w.shape[3] != out.shape[3]:
-        raise ValueError(f"w must be (3, 3, {x.shape[3]}, {out.shape[3]})")
+    if w.shape[0] != 3 or w.shape[1] != 3 or w.shape[2] != x.shape[3] or w.shape[3] != co:
+        raise ValueError(f"w must be (3, 3, {x.shape[3]}, {co})")
     if out.shape[0] != x.shape[0] or zeros.shape[0] < max(1, x.shape[3]):
         raise ValueError("out has the wrong batch, or zeros is too short")
     if vall.shape[0] < (m + 2) ** 2 * tiles * x.shape[3]:
@@ -496,9 +517,9 @@ def conv2d_winograd_ws(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
     memset(&p, 0, sizeof(p))
     p.w = &w[0, 0, 0, 0] if w.shape[2] else &zeros[0]
     p.vall = &vall[0] if vall.shape[0] else NULL
-    p.ncot = (out.shape[3] + nr - 1) // nr
+    p.ncot = (co + nr - 1) // nr
     return _wino_run(conv_winograd_f_ws, conv_winograd_d_ws, &p, x, zeros, out, m, pt, pl,
-                     threads)
+                     threads, out_nchw)
 
 
 cdef const conv_ukernel_entry* _ukernel_entry(str name, str dtype) except NULL:

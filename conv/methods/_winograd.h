@@ -25,7 +25,8 @@ typedef struct {
     void *vall;                  /* and room for every tile's transformed input */
     ptrdiff_t N, H, W, CI;       /* input (N, H, W, CI), unpadded */
     ptrdiff_t ncot, nr;          /* transformed weights (WA*WA, ncot, CI, nr) */
-    ptrdiff_t OH, OW, CO;        /* output (N, OH, OW, CO) */
+    ptrdiff_t OH, OW, CO;        /* output (N, OH, OW, CO); out_nchw: (N, CO, OH, OW) */
+    int out_nchw;
     ptrdiff_t pt, pl;            /* top/left padding */
     int m;                       /* output tile edge: 2 or 4 */
     ptrdiff_t bt, gcot;          /* tiles, channel tiles per task (speed only; 0: chosen) */

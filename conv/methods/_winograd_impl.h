@@ -163,31 +163,53 @@ static T WNAME(input)(const conv_wino_problem *p, ptrdiff_t t0, ptrdiff_t nt, T 
 }
 
 /* Step 3 for tiles [t0, t0 + nt) and channels [c0, c0 + nco) of the output, from
- * mb[(xi * bt + q) * nco + c]. Returns the check sum. */
+ * mb[(xi * bt + q) * nco + c]. Returns the check sum. NHWC: tile by tile, each pixel's
+ * channels stored as vectors. NCHW (p->out_nchw): lane group by lane group, so that the
+ * WM rows of L channel planes one group writes are completed by consecutive tiles while
+ * in cache; each lane (a channel) stored as runs of WM pixels. The same values. */
 static T WNAME(output)(const conv_wino_problem *p, ptrdiff_t t0, ptrdiff_t nt,
                        const T *mb, ptrdiff_t c0, ptrdiff_t nco) {
     T *out = (T *)p->out;
     const ptrdiff_t CO = p->CO, OH = p->OH, OW = p->OW, ld = p->bt * nco;
+    const ptrdiff_t keep = CO - c0 < nco ? CO - c0 : nco; /* real channels */
+    const int nchw = p->out_nchw;
     V chkv = {0};
     T chk = 0;
-    ptrdiff_t q;
-    for (q = 0; q < nt; q++) {
-        const T *src = mb + q * nco;
-        ptrdiff_t n, oy, ox, c;
-        const ptrdiff_t keep = CO - c0 < nco ? CO - c0 : nco; /* real channels */
-        int u, v, rows, cols;
-        WNAME(locate)(p, t0 + q, &n, &oy, &ox);
-        rows = (int)(OH - oy < WM ? OH - oy : WM);
-        cols = (int)(OW - ox < WM ? OW - ox : WM);
-        for (c = 0; c < nco && c < keep; c += L) { /* nco is a whole number of vectors */
-            V y_[WM][WM];
-            {
-                V chk_ = chkv;
+    ptrdiff_t q, c, n, oy, ox;
+    int u, v, rows, cols;
+    /* tile q's lane group c into y_ (V y_[WM][WM]), its check into chkv */
+#define WIN_OUTPUT_AT(q, c)                                                   \
+    const T *src = mb + (q) * nco;                                            \
+    WNAME(locate)(p, t0 + (q), &n, &oy, &ox);                                 \
+    rows = (int)(OH - oy < WM ? OH - oy : WM);                                \
+    cols = (int)(OW - ox < WM ? OW - ox : WM);                                \
+    {                                                                         \
+        V chk_ = chkv;                                                        \
+        WIN_OUTPUT_TILE(V, LOADV)                                             \
+        chkv = chk_;                                                          \
+    }
 #define chk chk_
-                WIN_OUTPUT_TILE(V, LOADV)
-#undef chk
-                chkv = chk_;
+    for (c = 0; nchw && c < keep; c += L) { /* nco is a whole number of vectors */
+        const ptrdiff_t lanes = keep - c < L ? keep - c : L;
+        for (q = 0; q < nt; q++) {
+            V y_[WM][WM];
+            T *oc;
+            ptrdiff_t l;
+            WIN_OUTPUT_AT(q, c)
+            oc = out + ((n * CO + c0 + c) * OH + oy) * OW + ox;
+            for (u = 0; u < rows; u++) {
+                T yl[WM][L];
+                memcpy(yl, y_[u], sizeof yl);
+                for (l = 0; l < lanes; l++)
+                    for (v = 0; v < cols; v++)
+                        oc[(l * OH + u) * OW + v] = yl[v][l];
             }
+        }
+    }
+    for (q = 0; !nchw && q < nt; q++) {
+        for (c = 0; c < keep; c += L) {
+            V y_[WM][WM];
+            WIN_OUTPUT_AT(q, c)
             for (u = 0; u < rows; u++) {
                 T *o = out + ((n * OH + oy + u) * OW + ox) * CO + c0 + c;
                 for (v = 0; v < cols; v++, o += CO) {
@@ -202,6 +224,8 @@ static T WNAME(output)(const conv_wino_problem *p, ptrdiff_t t0, ptrdiff_t nt,
             }
         }
     }
+#undef chk
+#undef WIN_OUTPUT_AT
     return chk + WNAME(lanes_sum)(chkv);
 }
 

@@ -17,6 +17,14 @@ def _kernel(p: Problem, out=None):
     return _compiled.call_driver(_compiled.kernels.conv2d_direct, p, out)
 
 
+def _nchw_out(p: Problem, out=None):
+    """_kernel with the result as NCHW (N, C_out, OH, OW), stored so tile by tile."""
+    return _compiled.call_driver(_compiled.kernels.conv2d_direct, p, out, nchw=True)
+
+
+_kernel._nchw_out = _nchw_out  # conv's NCHW calls (conv._plan, _Kernel.nchw_out) use it
+
+
 def _prepare(template: Problem):
     return _compiled.Packed(_compiled.kernels.conv2d_direct, template)
 

@@ -118,10 +118,10 @@ class _Prepared:
             self.u = False if u is None else u
         return self.u
 
-    def _direct(self, p: Problem, out):
+    def _direct(self, p: Problem, out, threads: int, nchw: bool):
         if self.direct is None:  # two threads may both pack: same result, either kept
             self.direct = _compiled.Packed(_compiled.kernels.conv2d_direct, self.template)
-        return self.direct(p, out)
+        return self.direct.run(p, out, threads, nchw)
 
     def _stationary(self, tiles: int, c_in: int, c_out: int, itemsize: int) -> bool:
         ws = weights_stationary(tiles, c_in, c_out, self.m, itemsize)
@@ -130,24 +130,33 @@ class _Prepared:
         return ws
 
     def __call__(self, p: Problem, out=None) -> np.ndarray:
+        return self._run(p, out, False)
+
+    def _nchw_out(self, p: Problem, out=None) -> np.ndarray:
+        """The result as NCHW (N, C_out, OH, OW), into out if given: the output transform
+        (or direct's tiles) store it so."""
+        return self._run(p, out, True)
+
+    def _run(self, p: Problem, out, nchw: bool) -> np.ndarray:
         threads = _compiled.threads_for(p)
         n, oh, ow, c_out = p.out_shape
         c_in, dtype, m = p.w.shape[2], p.x.dtype, self.m
         tiles = n * -(-oh // m) * -(-ow // m)
         if out is None:
-            out = np.empty(p.out_shape, dtype=dtype)
+            out = np.empty(_compiled.nchw_shape(p.out_shape) if nchw else p.out_shape,
+                           dtype=dtype)
         zeros = _compiled.zeros(max(1, c_in), dtype)
         pt, pl = p.padding[0][0], p.padding[1][0]
         if self._stationary(tiles, c_in, c_out, dtype.itemsize):
             vall = np.empty((m + 2) ** 2 * tiles * c_in, dtype=dtype)
             ok = _compiled.kernels.conv2d_winograd_ws(p.x, p.w, zeros, vall, out, m, pt, pl,
-                                                      threads)
+                                                      threads, nchw)
         else:
             u = self._transformed(threads)
             ok = u is not False and _compiled.kernels.conv2d_winograd(
-                p.x, u, zeros, out, pt, pl, threads)
+                p.x, u, zeros, out, pt, pl, threads, out_nchw=nchw)
         if not ok:  # an Inf or NaN weight, or one met in a transform: the exact order instead
-            return self._direct(p, out)
+            return self._direct(p, out, threads, nchw)
         return out
 
 
@@ -159,6 +168,14 @@ def _prepare(template: Problem, planned: bool = True):
 
 def _kernel(p: Problem, out=None) -> np.ndarray:
     return _prepare(p, planned=False)(p, out)
+
+
+def _nchw_out(p: Problem, out=None) -> np.ndarray:
+    """_kernel with the result as NCHW (N, C_out, OH, OW)."""
+    return _prepare(p, planned=False)._nchw_out(p, out)
+
+
+_kernel._nchw_out = _nchw_out  # conv's NCHW calls (conv._plan, _Kernel.nchw_out) use it
 
 
 METHOD = Method(

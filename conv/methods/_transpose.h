@@ -1,0 +1,80 @@
+/* Transposed copies shared by the layout changes (_layout.h) and the drivers' NCHW
+ * output (_drivers.h): squares of 8x8 floats or 4x4 doubles moved in registers, and one
+ * output tile (pixels x channels, as the micro-kernel stores it) written channel-major.
+ * Copies: every value moved as it is. */
+#ifndef CONV_TRANSPOSE_H
+#define CONV_TRANSPOSE_H
+#include <stddef.h>
+
+/* One 8x8 (float) or 4x4 (double) square, o[b * lo + a] = x[a * lx + b]: in registers
+ * with AVX (the 256-bit shuffles every AVX2 and AVX-512 CPU has), else one value at a
+ * time. */
+#if defined(__AVX__)
+#include <immintrin.h>
+#define CONV_SWAP_SQ_F 8
+#define CONV_SWAP_SQ_D 4
+static inline void conv_swap_square_f(const float *x, ptrdiff_t lx, float *o, ptrdiff_t lo) {
+    __m256 r0 = _mm256_loadu_ps(x), r1 = _mm256_loadu_ps(x + lx);
+    __m256 r2 = _mm256_loadu_ps(x + 2 * lx), r3 = _mm256_loadu_ps(x + 3 * lx);
+    __m256 r4 = _mm256_loadu_ps(x + 4 * lx), r5 = _mm256_loadu_ps(x + 5 * lx);
+    __m256 r6 = _mm256_loadu_ps(x + 6 * lx), r7 = _mm256_loadu_ps(x + 7 * lx);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    r0 = _mm256_shuffle_ps(t0, t2, 0x44); r1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    r2 = _mm256_shuffle_ps(t1, t3, 0x44); r3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    r4 = _mm256_shuffle_ps(t4, t6, 0x44); r5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    r6 = _mm256_shuffle_ps(t5, t7, 0x44); r7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(o, _mm256_permute2f128_ps(r0, r4, 0x20));
+    _mm256_storeu_ps(o + lo, _mm256_permute2f128_ps(r1, r5, 0x20));
+    _mm256_storeu_ps(o + 2 * lo, _mm256_permute2f128_ps(r2, r6, 0x20));
+    _mm256_storeu_ps(o + 3 * lo, _mm256_permute2f128_ps(r3, r7, 0x20));
+    _mm256_storeu_ps(o + 4 * lo, _mm256_permute2f128_ps(r0, r4, 0x31));
+    _mm256_storeu_ps(o + 5 * lo, _mm256_permute2f128_ps(r1, r5, 0x31));
+    _mm256_storeu_ps(o + 6 * lo, _mm256_permute2f128_ps(r2, r6, 0x31));
+    _mm256_storeu_ps(o + 7 * lo, _mm256_permute2f128_ps(r3, r7, 0x31));
+}
+static inline void conv_swap_square_d(const double *x, ptrdiff_t lx, double *o, ptrdiff_t lo) {
+    __m256d r0 = _mm256_loadu_pd(x), r1 = _mm256_loadu_pd(x + lx);
+    __m256d r2 = _mm256_loadu_pd(x + 2 * lx), r3 = _mm256_loadu_pd(x + 3 * lx);
+    __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+    __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+    _mm256_storeu_pd(o, _mm256_permute2f128_pd(t0, t2, 0x20));
+    _mm256_storeu_pd(o + lo, _mm256_permute2f128_pd(t1, t3, 0x20));
+    _mm256_storeu_pd(o + 2 * lo, _mm256_permute2f128_pd(t0, t2, 0x31));
+    _mm256_storeu_pd(o + 3 * lo, _mm256_permute2f128_pd(t1, t3, 0x31));
+}
+#else
+#define CONV_SWAP_SQ_F 8
+#define CONV_SWAP_SQ_D 4
+#define CONV_SWAP_SQUARE(T, NAME, SQ)                                                      \
+static inline void NAME(const T *x, ptrdiff_t lx, T *o, ptrdiff_t lo) {                    \
+    int a, b;                                                                              \
+    for (b = 0; b < SQ; b++)                                                               \
+        for (a = 0; a < SQ; a++)                                                           \
+            o[b * lo + a] = x[a * lx + b];                                                 \
+}
+CONV_SWAP_SQUARE(float, conv_swap_square_f, CONV_SWAP_SQ_F)
+CONV_SWAP_SQUARE(double, conv_swap_square_d, CONV_SWAP_SQ_D)
+#endif
+
+
+/* Output tiles t (mr pixels x nc channels, ld elements between pixels) into NCHW:
+ * channel c of pixel r at o[c * P + r] (P: the output pixels of an image). Whole squares
+ * where they fit, the rest one value at a time. */
+#define CONV_PUT_NCHW(T, NAME, SQ, SQUARE)                                                 \
+static inline void NAME(const T *t, ptrdiff_t ld, int mr, int nc, T *o, ptrdiff_t P) {     \
+    const int rs = mr / (SQ) * (SQ), cs = nc / (SQ) * (SQ);                                \
+    int r, c;                                                                              \
+    for (c = 0; c < cs; c += (SQ))                                                         \
+        for (r = 0; r < rs; r += (SQ))                                                     \
+            SQUARE(t + r * ld + c, ld, o + c * P + r, P);                                  \
+    for (c = 0; c < nc; c++) /* what the squares left: rows past rs, channels past cs */   \
+        for (r = c < cs ? rs : 0; r < mr; r++)                                             \
+            o[c * P + r] = t[r * ld + c];                                                  \
+}
+CONV_PUT_NCHW(float, conv_put_nchw_f, CONV_SWAP_SQ_F, conv_swap_square_f)
+CONV_PUT_NCHW(double, conv_put_nchw_d, CONV_SWAP_SQ_D, conv_swap_square_d)
+
+#endif /* CONV_TRANSPOSE_H */
