@@ -27,11 +27,14 @@ def nhwc(a):
 @pytest.mark.parametrize("mod", EXTENSIONS, ids=lambda m: m.__name__.rsplit(".", 1)[1])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 1, 1), (2, 3, 5), (3, 9, 17), (2, 33, 40), (1, 64, 64),
-                                   (2, 100, 7), (1, 7, 100), (2, 1100, 37), (1, 37, 1100)],
+                                   (2, 100, 7), (1, 7, 100), (2, 1100, 37), (1, 37, 1100),
+                                   (2, 3, 5000), (1, 5, 4100), (3, 2, 2049), (1, 4, 2100),
+                                   (2, 6, 70), (1, 1, 4097)],
                          ids=str)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_swap_axes_is_the_transpose(mod, dtype, shape, threads):
-    """Every build's layout change, whole squares and the rows and columns left over."""
+    """Every build's layout change, whole squares and the rows and columns left over, and
+    fewer rows than a square (few channels) over more columns than a task moves."""
     x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     out = np.full((shape[0], shape[2], shape[1]), np.nan, dtype)
     mod.swap_axes(x, out, threads)
