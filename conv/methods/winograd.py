@@ -83,7 +83,8 @@ def transform_weights(w: np.ndarray, m: int, threads: int) -> Optional[np.ndarra
     """U = G g G^T of 3x3 weights (3, 3, C_in, C_out), packed for the micro-kernel:
     ((m+2)**2, C_out tiles, C_in, NR), zero past C_out; None if a weight is Inf or NaN."""
     nr = _compiled.kernels.NR[w.dtype.name]
-    u = np.empty(((m + 2) ** 2, -(-w.shape[3] // nr), w.shape[2], nr), dtype=w.dtype)
+    u = _compiled.empty_aligned(((m + 2) ** 2, -(-w.shape[3] // nr), w.shape[2], nr),
+                                w.dtype)
     return u if _compiled.kernels.winograd_weights(w, u, m, threads) else None
 
 
@@ -143,8 +144,9 @@ class _Prepared:
         c_in, dtype, m = p.w.shape[2], p.x.dtype, self.m
         tiles = n * -(-oh // m) * -(-ow // m)
         if out is None:
-            out = np.empty(_compiled.nchw_shape(p.out_shape) if nchw else p.out_shape,
-                           dtype=dtype)
+            out = _compiled.empty_aligned(
+                _compiled.nchw_shape(p.out_shape) if nchw else p.out_shape, dtype,
+                _compiled.ALIGN_MIN_BYTES)
         zeros = _compiled.zeros(max(1, c_in), dtype)
         pt, pl = p.padding[0][0], p.padding[1][0]
         if self._stationary(tiles, c_in, c_out, dtype.itemsize):
