@@ -52,9 +52,17 @@ class _Kernel:
         C-contiguous array of that shape and dtype) if given, from a kernel that stores it
         so itself (conv's direct and winograd, whose tiles write each channel's plane: no
         layout change of the result); None if the kernel cannot. Internal: the
-        ``_nchw_out`` hook is not (yet) part of the plugin contract."""
-        hook = getattr(self.run if self.run is not None else self.method.kernel, "_nchw_out",
-                       None)
+        ``_nchw_out`` and ``_nchw_io`` hooks are not (yet) part of the plugin contract."""
+        return self._nchw_hook("_nchw_out", problem, out)
+
+    def nchw_io(self, problem: Problem, out: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """nchw_out for a problem whose x is an (N, H, W, C_in) view of NCHW memory, from
+        a kernel that reads it so (conv's direct on a 1x1 kernel without padding: no layout
+        change at all); None if the kernel cannot."""
+        return self._nchw_hook("_nchw_io", problem, out)
+
+    def _nchw_hook(self, name: str, problem: Problem, out) -> Optional[np.ndarray]:
+        hook = getattr(self.run if self.run is not None else self.method.kernel, name, None)
         if hook is None:
             return None
         res = hook(problem, out)
@@ -128,6 +136,13 @@ class _Direct:
     def nchw_out(self, x, n, out):
         """The result as NCHW, into out (see _Kernel.nchw_out); None if the kernel cannot."""
         return self.kernel.nchw_out(self._problem(x, n), out)
+
+    def nchw_io(self, x, n, out):
+        """The result as NCHW from NCHW x (the kernel array), into out (see
+        _Kernel.nchw_io); None if the kernel cannot (or x needs padding first)."""
+        if self.pad:
+            return None
+        return self.kernel.nchw_io(self._problem(x.transpose(0, 2, 3, 1), n), out)
 
     def _problem(self, x, n):
         s = self.spec
@@ -547,12 +562,17 @@ def _execute_nchw(spec: Spec, route, xk: np.ndarray, n: int, out: Optional[np.nd
     its result moved back into out. Two copies, cache-blocked and on the thread pool,
     through this thread's scratch arrays (the result's only for a prepared route, which
     writes into it; an unprepared kernel returns its own array, which a copy would not
-    beat). A route whose kernel stores NCHW itself (_Direct.nchw_out: conv's direct and
-    winograd) writes the result in place: x's copy only; and x with one channel (or one
-    pixel) is already NHWC."""
+    beat). A route whose kernel reads NCHW x itself (_Direct.nchw_io: conv's direct on a 1x1
+    kernel) copies nothing; one that stores an NCHW result (_Direct.nchw_out: direct and
+    winograd) copies x alone; and x with one channel (or one pixel) is already NHWC."""
     oshape = to_layout(spec.out_shape(n), True)
     if n == 0 or 0 in oshape:
         return np.empty(oshape, dtype=spec.result_dtype) if out is None else out
+    into = out if out is not None and out.dtype == xk.dtype else None
+    direct_io = getattr(route, "nchw_io", None)
+    res = direct_io(xk, n, into) if direct_io is not None else None
+    if res is not None:
+        return _into(res, out, spec.result_dtype)
     outer = not getattr(_scratch, "busy", False)
     if xk.shape[1] == 1 or xk.shape[2] * xk.shape[3] == 1:  # NCHW is NHWC: one channel
         xs = xk.reshape(from_layout(xk.shape, True))          # or one pixel an image
@@ -563,13 +583,9 @@ def _execute_nchw(spec: Spec, route, xk: np.ndarray, n: int, out: Optional[np.nd
     _scratch.busy = True
     try:
         if direct_out is not None:
-            res = direct_out(xs, n, out if out is not None and out.dtype == xk.dtype else None)
+            res = direct_out(xs, n, into)
             if res is not None:
-                if out is None or res is out:
-                    return res if res.dtype == spec.result_dtype else res.astype(
-                        spec.result_dtype)
-                out[...] = res  # float16: computed in float32, rounded once
-                return out
+                return _into(res, out, spec.result_dtype)
         scratch = _scratch_array(1, spec.out_shape(n), xk.dtype) if prepared else None
         res = route(xs, n, scratch)
     finally:
@@ -582,6 +598,16 @@ def _execute_nchw(spec: Spec, route, xk: np.ndarray, n: int, out: Optional[np.nd
     if out is None:
         return moved if moved.dtype == spec.result_dtype else moved.astype(spec.result_dtype)
     out[...] = moved  # float16: computed in float32, rounded once
+    return out
+
+
+def _into(res: np.ndarray, out: Optional[np.ndarray], dtype) -> np.ndarray:
+    """A kernel's NCHW result as the call's: itself, or copied into out (float16: computed
+    in float32, rounded once)."""
+    if out is None:
+        return res if res.dtype == dtype else res.astype(dtype)
+    if res is not out:
+        out[...] = res
     return out
 
 

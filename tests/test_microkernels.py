@@ -391,7 +391,8 @@ def test_tap_by_tap_equals_direct(mod, g, dtype):
 def test_1x1_form_exact_every_mr_and_nc(mod, name):
     """Each kernel's 1x1 form (the tile of a matrix product the drivers run 1x1 problems
     on): every element is the sum over c_in of row r times the weights, for every mr in
-    1..MR and nc in 1..NR, C_in from 0; nothing outside the tile is written."""
+    1..MR and nc in 1..NR, C_in from 0, the weights packed or rows of a wider array (NaN
+    between them); nothing outside the tile is written."""
     dtype, MR, NR, _ = mod.UKERNELS[name]
     rng = np.random.default_rng(17)
     co = NR + 3  # pixels further apart than a tile is wide
@@ -400,14 +401,21 @@ def test_1x1_form_exact_every_mr_and_nc(mod, name):
         wt = rng.integers(-4, 5, size=(K, NR)).astype(dtype)
         zeros = np.zeros(max(1, K), dtype=dtype)
         ref = rows.astype(np.float64) @ wt.astype(np.float64)
-        for mr in range(1, MR + 1):
-            for nc in range(1, NR + 1):
-                out = fresh_out(dtype, mr, nc, co, np.full((mr, NR), -1, dtype=dtype))
-                mod.ukernel_1x1(name, np.ascontiguousarray(rows[:mr]), wt, zeros, out, co,
-                                mr, nc)
-                tile, rest = tile_of(out, mr, nc, co)
-                assert np.array_equal(tile, ref[:mr, :nc]), (K, mr, nc)
-                assert (rest == SENTINEL).all(), (K, mr, nc)
+        wide = np.full((K, NR + 7), np.nan, dtype=dtype)  # rows NR + 7 apart, NaN between
+        wide[:, :NR] = wt
+        for weights in (wt, wide[:, :NR]):
+            for mr in range(1, MR + 1):
+                for nc in range(1, NR + 1):
+                    out = fresh_out(dtype, mr, nc, co, np.full((mr, NR), -1, dtype=dtype))
+                    mod.ukernel_1x1(name, np.ascontiguousarray(rows[:mr]), weights, zeros,
+                                    out, co, mr, nc)
+                    tile, rest = tile_of(out, mr, nc, co)
+                    assert np.array_equal(tile, ref[:mr, :nc]), (K, mr, nc)
+                    assert (rest == SENTINEL).all(), (K, mr, nc)
+        if K:
+            with pytest.raises(ValueError, match="contiguous"):
+                mod.ukernel_1x1(name, rows, np.zeros((K, 2 * NR), dtype)[:, ::2], zeros,
+                                out, co, MR, 1)
 
 
 @pytest.mark.parametrize("g", [GEOMETRIES[3], Geometry("1x1-deep", 3, 5, 70, 1, 1)],
@@ -504,6 +512,43 @@ def test_direct_driver_stores_nchw(mod, dtype, case, threads):
     with pytest.raises(TypeError):
         mod.conv2d_matmul(x, wp, zeros, got, s, s, 1, 1, pt, pl, True, False, threads, None,
                           True)
+
+
+@pytest.mark.parametrize("mod", EXTENSIONS, ids=[m.__name__.rsplit(".", 1)[1] for m in EXTENSIONS])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", [(2, 5, 7, 9, 37, 1), (1, 3, 14, 14, 70, 1), (3, 17, 5, 6, 8, 2),
+                                  (2, 1, 9, 11, 3, 3), (1, 64, 2, 3, 130, 1),
+                                  (2, 4, 10, 8, 65, 2)], ids=str)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pointwise_nchw_is_the_nhwc_call(mod, dtype, case, threads):
+    """The NCHW 1x1 driver (pixels in panels of a tile's width, output channels in runs of
+    the tile's rows) gives the NHWC direct call's values bit for bit in (N, C_out, OH,
+    OW), every element written: panels past the image's end, channel tails, a stride
+    (panels gathered from the planes), NaN in the weights; bad shapes are refused."""
+    n, ci, h, w_, co, s = case
+    rng = np.random.default_rng(sum(case))
+    x = rng.standard_normal((n, h, w_, ci)).astype(dtype)
+    w = rng.standard_normal((1, 1, ci, co)).astype(dtype)
+    w[0, 0, ci // 2, co // 3] = np.nan
+    oh, ow = (h - 1) // s + 1, (w_ - 1) // s + 1
+    nr = mod.TILE_WIDTHS[dtype][0]
+    wp = np.empty((-(-co // nr), 1, 1, ci, nr), dtype)
+    mod.pack_weights(w.reshape(ci, co), wp.reshape(wp.shape[0], ci, nr), 1)
+    want = np.empty((n, oh, ow, co), dtype)
+    mod.conv2d_direct(x, wp, np.zeros(ci, dtype), want, s, s, 1, 1, 0, 0, False, False, threads)
+    got = np.full((n, co, oh, ow), SENTINEL, dtype)
+    xc = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    wt = np.ascontiguousarray(w.reshape(ci, co).T)
+    zeros = np.zeros(ci, dtype)
+    mod.conv2d_pointwise_nchw(xc, wt, zeros, got, s, s, threads)
+    assert np.isnan(got[:, co // 3]).all() and not np.isnan(np.delete(got, co // 3, 1)).any()
+    np.testing.assert_array_equal(got, want.transpose(0, 3, 1, 2))
+    for bad in [(xc, wt[:, 1:].copy(), zeros, got, s, s),
+                (xc, wt, zeros, np.ascontiguousarray(got[:, 1:]), s, s),
+                (xc, wt, zeros[1:], got, s, s), (xc, wt, zeros, got, 0, s),
+                (xc, wt, zeros, np.empty((n, co, oh + 1, ow), dtype), s, s)]:
+        with pytest.raises(ValueError, match="conv2d_pointwise_nchw"):
+            mod.conv2d_pointwise_nchw(*bad, threads)
 
 
 @pytest.mark.parametrize("mod", EXTENSIONS, ids=[m.__name__.rsplit(".", 1)[1] for m in EXTENSIONS])

@@ -212,7 +212,7 @@ class Packed:
     """A compiled driver with its weights packed (and checked for Inf/NaN) once: the
     callable ``(problem, out)`` that direct's and matmul's ``prepare`` hooks return."""
 
-    __slots__ = ("driver", "wp", "finite", "zeros")
+    __slots__ = ("driver", "wp", "finite", "zeros", "wt")
 
     def __init__(self, driver, template: Problem):
         w = template.w
@@ -220,6 +220,7 @@ class Packed:
         self.wp, self.finite = pack_checked(
             w, tile_width(DTYPE_NAMES[w.dtype], w.shape[3]), template.threads)
         self.zeros = zeros(max(1, w.shape[1] * w.shape[2]), w.dtype)
+        self.wt = None  # the weights transposed, for pointwise_nchw, made on first need
 
     def __call__(self, p: Problem, out=None) -> np.ndarray:
         return self.run(p, out, threads_for(p))
@@ -237,6 +238,15 @@ class Packed:
         if not writes_nchw(self.driver):
             return None
         return self.run(p, out, threads_for(p), nchw=True)
+
+    def _nchw_io(self, p: Problem, out):
+        """pointwise_nchw for p (x in NCHW memory), with the transposed weights kept;
+        None where it does not apply."""
+        if not (writes_nchw(self.driver) and pointwise_nchw_applies(p)):
+            return None
+        if self.wt is None:  # two threads may both make it: same result, either kept
+            self.wt = transposed_weights(p.w)
+        return pointwise_nchw(p, out, self.wt)
 
 
 def writes_nchw(driver) -> bool:
@@ -262,6 +272,51 @@ def _run_driver(driver, p: Problem, out, wp, zeros_, zeros_exact, blocks_outer, 
     x, o = batch_as_rows(p, out)
     driver(x, wp, zeros_, o, p.stride[0], p.stride[1], p.dilation[0], p.dilation[1],
            p.padding[0][0], p.padding[1][0], zeros_exact, blocks_outer, threads, w)
+    return out
+
+
+#: pointwise_nchw runs where its panels of NR output pixels (32 float32, 16 float64 in the
+#: AVX-512 build) leave at most this fraction of their columns past an image's last pixel:
+#: measured against the NHWC call (1x1, 2 threads, kernels alone, interleaved), its time
+#: was 1.07x on (8,28,28,128)->256 (2% of the columns idle), 1.08-1.26x on 56x56 layers
+#: (none idle), where moving x and storing the result channel by channel costs about
+#: 1.3x; but 1.25x on (1,14,14,256)->1024 (13% idle) and 1.28x on (1,7,7,512)->2048
+#: (23%), where moving x (a few hundred KB) costs less and the NHWC tiles run on across
+#: the images.
+PW_NCHW_MAX_IDLE = 0.05
+
+
+def pointwise_nchw_applies(p: Problem) -> bool:
+    """Whether pointwise_nchw computes p: a 1x1 kernel without padding, x's memory NCHW
+    (p.x an (N, H, W, C) view of an (N, C, H, W) C-contiguous array: conv's NCHW calls,
+    _plan._execute_nchw), and few idle panel columns (PW_NCHW_MAX_IDLE)."""
+    if not (p.w.shape[:2] == (1, 1) and p.padding == ((0, 0), (0, 0))
+            and p.x.transpose(0, 3, 1, 2).flags.c_contiguous):
+        return False
+    pixels, nr = p.out_shape[1] * p.out_shape[2], kernels.NR[DTYPE_NAMES[p.w.dtype]]
+    return -(-pixels // nr) * nr - pixels <= PW_NCHW_MAX_IDLE * pixels
+
+
+def transposed_weights(w: np.ndarray) -> np.ndarray:
+    """1x1 weights (1, 1, C_in, C_out) as (C_out, C_in), on a cache line."""
+    ci, co = w.shape[2], w.shape[3]
+    wt = empty_aligned((co, ci), w.dtype)
+    wt[...] = w.reshape(ci, co).T
+    return wt
+
+
+def pointwise_nchw(p: Problem, out=None, wt=None) -> np.ndarray:
+    """A 1x1 convolution without padding on NCHW memory with no layout change (the
+    extension's conv2d_pointwise_nchw): p.x an NHWC view of the NCHW input (see
+    pointwise_nchw_applies), the result (N, C_out, OH, OW) into out if given. The NHWC
+    call's sums, bit for bit. wt: transposed_weights(p.w), if made already."""
+    if out is None:
+        out = empty_aligned(nchw_shape(p.out_shape), p.x.dtype, ALIGN_MIN_BYTES)
+    ci = p.w.shape[2]
+    kernels.conv2d_pointwise_nchw(p.x.transpose(0, 3, 1, 2),
+                                  transposed_weights(p.w) if wt is None else wt,
+                                  zeros(max(1, ci), p.w.dtype), out, p.stride[0],
+                                  p.stride[1], threads_for(p))
     return out
 
 

@@ -130,7 +130,7 @@ static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {     
                             q[r] = r < mr ? xn + qy * xrow + qx * xcol : zeros;            \
                             if (++qx == OW) { qx = 0; qy++; }                              \
                         }                                                                  \
-                        PWTILE(q, wp + cot * CI * nr, CI, o, ldo, mr, nc);                 \
+                        PWTILE(q, wp + cot * CI * nr, CI, NR, o, ldo, mr, nc);             \
                     }                                                                      \
                     else         /* every tap before the tile is stored */                 \
                         TILE(xn, wp + cot * KH * KW * CI * nr, zeros, o, ldo, mr, nc, oy,  \
@@ -184,5 +184,124 @@ CONV_DRIVER(double, CONV_UKERNEL_F64_HALF, CONV_PWKERNEL_F64_HALF, conv_pack_d_r
 #define conv_matmul_f_half NULL
 #define conv_matmul_d_half NULL
 #endif
+
+/* A 1x1 convolution without padding on NCHW x and out, with no layout change: each
+ * image's output is a matrix product, out[n] (CO x P) = w^T (CO x CI) . x[n] (CI x P, P
+ * the output pixels, taken from x's channel planes at the stride). A task is one panel of
+ * NR output pixels, copied (CI x NR, zeros past the image's last pixel) into the thread's
+ * scratch, times tiles of MR output channels (cob of them, see conv_pw_shape) on the 1x1
+ * micro-kernel with the roles swapped: its MR rows are output channels, from w^T's rows,
+ * its NR columns pixels, from the panel; each tile stores MR runs of NR pixels, one per
+ * channel's plane. Each out[n, c, p] is the sum over c_in in order of w[c_in, c] *
+ * x[n, c_in, p] from zero, as in the NHWC call's 1x1 tiles: the same bits. */
+typedef struct {
+    const void *x, *wt, *zeros;  /* x (N, CI, H, W); wt (CO, CI); zeros: CI of them */
+    void *out;                   /* (N, CO, OH, OW) */
+    ptrdiff_t N, CI, H, W, CO, OH, OW, sh, sw;
+    ptrdiff_t cob;               /* output channels a task (set by the driver) */
+    int failed;                  /* out: a task had no scratch memory */
+    conv_interrupt *intr;
+} conv_pw_problem;
+
+/* A task's output channels: all of them (each panel copied once), split into runs of
+ * CONV_BLOCK tiles only while there are fewer than CONV_PW_TASKS_PER_THREAD tasks a
+ * thread. */
+#define CONV_PW_TASKS_PER_THREAD 4
+#define CONV_PW_ALIAS_BYTES 1024
+
+static ptrdiff_t conv_pw_tasks(const conv_pw_problem *p, ptrdiff_t nr) {
+    return p->N * ((p->OH * p->OW + nr - 1) / nr) * ((p->CO + p->cob - 1) / p->cob);
+}
+
+static void conv_pw_shape(conv_pw_problem *p, ptrdiff_t nr, int threads) {
+    const ptrdiff_t run = CONV_BLOCK * CONV_MR;
+    p->cob = (p->CO + run - 1) / run * run;
+    while (p->cob > run && conv_pw_tasks(p, nr) < CONV_PW_TASKS_PER_THREAD * threads)
+        p->cob = (p->cob / 2 + run - 1) / run * run;
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define CONV_PREFETCH(a) __builtin_prefetch((a), 0, 3)
+#else
+#define CONV_PREFETCH(a) ((void)0)
+#endif
+
+#define CONV_PW_NCHW(T, PWTILE, NR, NAME)                                                  \
+static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {                \
+    conv_pw_problem *p = (conv_pw_problem *)ctx;                                           \
+    const ptrdiff_t CI = p->CI, CO = p->CO, OW = p->OW, HW = p->H * p->W;                  \
+    const ptrdiff_t P = p->OH * OW, npan = (P + (NR) - 1) / (NR);                          \
+    const ptrdiff_t cob = p->cob, ncob = (CO + cob - 1) / cob;                             \
+    const T *x = (const T *)p->x, *wt = (const T *)p->wt, *zeros = (const T *)p->zeros;    \
+    T *out = (T *)p->out;                                                                  \
+    T *panel = (T *)conv_scratch((size_t)(CI * (NR)) * sizeof(T));                         \
+    /* planes a multiple of CONV_PW_ALIAS_BYTES apart fall into few cache sets: copied */  \
+    const int aliased = (HW * (ptrdiff_t)sizeof(T)) % CONV_PW_ALIAS_BYTES == 0;            \
+    ptrdiff_t task;                                                                        \
+    if (panel == NULL) {                                                                   \
+        CONV_STORE_RELAXED(&p->failed, 1);                                                 \
+        return;                                                                            \
+    }                                                                                      \
+    for (task = begin; task < end; task++) {                                               \
+        const ptrdiff_t n = task / (npan * ncob), rest = task - n * npan * ncob;           \
+        const ptrdiff_t p0 = rest / ncob * (NR);                                           \
+        const ptrdiff_t co0 = (rest - rest / ncob * ncob) * cob;                           \
+        const ptrdiff_t co1 = co0 + cob < CO ? co0 + cob : CO;                             \
+        const int np = (int)(P - p0 < (NR) ? P - p0 : (NR));                               \
+        const T *xn = x + n * CI * HW;                                                     \
+        ptrdiff_t src[NR], oy = p0 / OW, ox = p0 - oy * OW, k, c, ldb;                     \
+        const T *b;                                                                        \
+        int j, run;                                                                        \
+        if (conv_interrupted(p->intr, task)) return;  /* Ctrl-C: every thread stops */     \
+        for (j = 0; j < np; j++) {  /* each pixel's place in an input plane */             \
+            src[j] = oy * p->sh * p->W + ox * p->sw;                                       \
+            if (++ox == OW) { ox = 0; oy++; }                                              \
+        }                                                                                  \
+        run = src[np - 1] - src[0] == np - 1;  /* one run of the plane (stride 1, a row or \
+                                                * whole rows) */                           \
+        if (run && np == (NR) && !aliased) {  /* read in place, rows a plane apart */       \
+            b = xn + src[0];                                                               \
+            ldb = HW;                                                                      \
+        } else {                                                                           \
+            for (k = 0; k < CI; k++) {                                                     \
+                const T *xr = xn + k * HW;                                                 \
+                T *pr = panel + k * (NR);                                                  \
+                if (run)                                                                   \
+                    memcpy(pr, xr + src[0], (size_t)np * sizeof(T));                       \
+                else                                                                       \
+                    for (j = 0; j < np; j++) pr[j] = xr[src[j]];                           \
+                for (j = np; j < (NR); j++) pr[j] = 0;                                     \
+            }                                                                              \
+            b = panel;                                                                     \
+            ldb = NR;                                                                      \
+        }                                                                                  \
+        if (run && p0 + 2 * (NR) <= P)  /* the next panel's runs, read while this one     \
+                                         * computes (the hardware does not follow CI       \
+                                         * streams a plane apart) */                       \
+            for (k = 0; k < CI; k++)                                                       \
+                for (j = 0; j < (NR); j += 64 / (int)sizeof(T))                            \
+                    CONV_PREFETCH(xn + k * HW + src[0] + (NR) + j);                        \
+        for (c = co0; c < co1; c += CONV_MR) {                                             \
+            const int mr = (int)(co1 - c < CONV_MR ? co1 - c : CONV_MR);                   \
+            const T *q[CONV_MR];                                                           \
+            int r;                                                                         \
+            for (r = 0; r < CONV_MR; r++)                                                  \
+                q[r] = r < mr ? wt + (c + r) * CI : zeros;                                 \
+            PWTILE(q, b, CI, ldb, out + (n * CO + c) * P + p0, P, mr, np);                 \
+        }                                                                                  \
+    }                                                                                      \
+}                                                                                          \
+static void NAME(conv_pw_problem *p, int threads) {                                        \
+    ptrdiff_t ntask;                                                                       \
+    CONV_ASSERT(p->x && p->wt && p->zeros && p->out && p->CO > 0);                         \
+    p->failed = 0;                                                                         \
+    conv_pw_shape(p, NR, threads);                                                         \
+    ntask = conv_pw_tasks(p, NR);                                                          \
+    if (ntask == 0) return;                                                                \
+    conv_pool_run(threads, ntask, conv_chunk(ntask, threads), NAME##_tasks, p);            \
+}
+
+CONV_PW_NCHW(float, CONV_PWKERNEL_F32, CONV_NR_F, conv_pw_nchw_f)
+CONV_PW_NCHW(double, CONV_PWKERNEL_F64, CONV_NR_D, conv_pw_nchw_d)
 
 #endif /* CONV_DRIVERS_H */

@@ -29,11 +29,11 @@ cdef extern from "_ukernel.h" nogil:
         Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl,
         int zeros_exact, int accumulate) noexcept nogil
     ctypedef void (*conv_pwkernel_f32_fn)(
-        const float* const* q, const float* wt, Py_ssize_t K, float* out, Py_ssize_t CO,
-        int mr, int nc) noexcept nogil
+        const float* const* q, const float* wt, Py_ssize_t K, Py_ssize_t ldw, float* out,
+        Py_ssize_t CO, int mr, int nc) noexcept nogil
     ctypedef void (*conv_pwkernel_f64_fn)(
-        const double* const* q, const double* wt, Py_ssize_t K, double* out, Py_ssize_t CO,
-        int mr, int nc) noexcept nogil
+        const double* const* q, const double* wt, Py_ssize_t K, Py_ssize_t ldw, double* out,
+        Py_ssize_t CO, int mr, int nc) noexcept nogil
     ctypedef struct conv_ukernel_entry:
         const char* name
         const char* dtype
@@ -86,6 +86,17 @@ cdef extern from "_drivers.h" nogil:
     void conv_direct_d_half(const conv_problem* p, int threads)
     void conv_matmul_f_half(const conv_problem* p, int threads)
     void conv_matmul_d_half(const conv_problem* p, int threads)
+
+    ctypedef struct conv_pw_problem:
+        const void* x
+        const void* wt
+        const void* zeros
+        void* out
+        Py_ssize_t N, CI, H, W, CO, OH, OW, sh, sw, cob
+        int failed
+        conv_interrupt* intr
+    void conv_pw_nchw_f(conv_pw_problem* p, int threads)
+    void conv_pw_nchw_d(conv_pw_problem* p, int threads)
 
 cdef extern from "_pack.h" nogil:
     ctypedef struct conv_pack_job:
@@ -310,6 +321,42 @@ def conv2d_matmul(const real[:, :, :, ::1] x, const real[:, :, :, :, ::1] wp,
     _drive(conv_matmul_f, conv_matmul_d, conv_matmul_f_half, conv_matmul_d_half, x, wp,
            zeros, out, sh, sw, dh, dw, pt, pl, zeros_exact, blocks_outer, threads, w,
            False)
+
+
+def conv2d_pointwise_nchw(const real[:, :, :, ::1] x, const real[:, ::1] wt,
+                          const real[::1] zeros, real[:, :, :, ::1] out, Py_ssize_t sh,
+                          Py_ssize_t sw, int threads):
+    """A 1x1 convolution without padding on NCHW arrays, no layout change (_drivers.h):
+    x (N, C_in, H, W); wt: the weights transposed, (C_out, C_in); zeros: at least C_in
+    zeros; out (N, C_out, OH, OW), every output pixel's input inside x ((OH - 1) * sh < H,
+    (OW - 1) * sw < W). The NHWC direct call's sums, bit for bit. Ctrl-C raises its
+    KeyboardInterrupt once every thread has stopped."""
+    cdef conv_pw_problem p
+    cdef _Interrupt intr
+    if (wt.shape[1] != x.shape[1] or out.shape[1] != wt.shape[0] or out.shape[0] != x.shape[0]
+            or zeros.shape[0] < max(1, x.shape[1]) or sh < 1 or sw < 1
+            or (out.shape[2] - 1) * sh >= x.shape[2] or (out.shape[3] - 1) * sw >= x.shape[3]):
+        raise ValueError(f"conv2d_pointwise_nchw: x {tuple(x.shape)}, wt {tuple(wt.shape)}, "
+                         f"out {tuple(out.shape)}, {zeros.shape[0]} zeros and strides "
+                         f"({sh}, {sw}) do not fit")
+    if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] == 0:
+        return
+    if x.shape[1] == 0:  # empty sums
+        out[...] = 0
+        return
+    p.x, p.wt, p.zeros, p.out = &x[0, 0, 0, 0], &wt[0, 0], &zeros[0], &out[0, 0, 0, 0]
+    p.N, p.CI, p.H, p.W = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    p.CO, p.OH, p.OW, p.sh, p.sw = out.shape[1], out.shape[2], out.shape[3], sh, sw
+    intr = _Interrupt()
+    p.intr = &intr.c
+    with nogil:
+        if real is float:
+            conv_pw_nchw_f(&p, threads)
+        else:
+            conv_pw_nchw_d(&p, threads)
+    intr.finish()
+    if p.failed:
+        raise MemoryError("conv2d_pointwise_nchw: no memory for a task's input panel")
 
 
 def pack_weights(const real[:, ::1] w, real[:, :, ::1] wp, int threads):
@@ -570,22 +617,25 @@ def ukernel(str name, const real[:, :, ::1] x, const real[:, :, :, ::1] wp,
               dh, dw, pt, pl, zeros_exact, accumulate)
 
 
-def ukernel_1x1(str name, const real[:, ::1] rows, const real[:, ::1] wt,
+def ukernel_1x1(str name, const real[:, ::1] rows, const real[:, :] wt,
                 const real[::1] zeros, real[::1] out, Py_ssize_t co, int mr, int nc):
     """For the tests: one call of micro-kernel `name`'s 1x1 form (the tile of a matrix
     product the drivers run 1x1 problems on), checked.
 
-    rows: the tile's mr input pixels (mr, C_in); wt: the channel tile's packed weights
-    (C_in, NR); zeros: at least C_in zeros (read for the rows past mr); out as for
-    ukernel()."""
+    rows: the tile's mr input pixels (mr, C_in); wt: the channel tile's weights (C_in,
+    NR), packed or rows of a wider array (each row contiguous); zeros: at least C_in
+    zeros (read for the rows past mr); out as for ukernel()."""
     cdef const real* q[16]
     cdef const conv_ukernel_entry* e
     cdef Py_ssize_t K = rows.shape[1]
+    cdef Py_ssize_t ldw = wt.strides[0] // <Py_ssize_t>sizeof(real)
     cdef int k
     cdef str dtype = "float32" if real is float else "float64"
     e = _ukernel_entry(name, dtype)
     if wt.shape[0] != K or wt.shape[1] != e.nr or rows.shape[0] != mr:
         raise ValueError(f"rows must be ({mr}, K) and wt (K, {e.nr})")
+    if wt.strides[1] != sizeof(real) or wt.strides[0] % sizeof(real) or ldw < e.nr:
+        raise ValueError("wt's rows must be contiguous and apart by at least NR elements")
     if not (1 <= mr <= e.mr <= 16 and 1 <= nc <= e.nr and (mr == 1 or co >= nc)):
         raise ValueError(f"need 1 <= mr <= {e.mr}, 1 <= nc <= {e.nr}, co >= nc")
     if out.shape[0] < (mr - 1) * co + nc or zeros.shape[0] < max(1, K):
@@ -595,9 +645,9 @@ def ukernel_1x1(str name, const real[:, ::1] rows, const real[:, ::1] wt,
     for k in range(e.mr):
         q[k] = &rows[k, 0] if k < mr and K else &zeros[0]
     if real is float:
-        e.pw32(q, &wt[0, 0] if K else &zeros[0], K, &out[0], co, mr, nc)
+        e.pw32(q, &wt[0, 0] if K else &zeros[0], K, ldw, &out[0], co, mr, nc)
     else:
-        e.pw64(q, &wt[0, 0] if K else &zeros[0], K, &out[0], co, mr, nc)
+        e.pw64(q, &wt[0, 0] if K else &zeros[0], K, ldw, &out[0], co, mr, nc)
 
 
 cdef struct _PeakJob:

@@ -21,6 +21,8 @@
 #ifndef CONV_POOL_H
 #define CONV_POOL_H
 #include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
 
 typedef void (*conv_task_fn)(const void *ctx, ptrdiff_t begin, ptrdiff_t end);
 
@@ -402,6 +404,29 @@ static int conv_interrupted(conv_interrupt *in, ptrdiff_t task) {
         return 1;
     }
     return 0;
+}
+
+/* Each thread's scratch (winograd's transformed tiles and products, the NCHW 1x1
+ * driver's input panel), kept from call to call and grown when a task needs more: the
+ * pages stay mapped, so a call does not pay page faults on fresh memory for every task.
+ * It starts on a cache line. One task at a time uses it; NULL if there is no memory. */
+#if defined(_MSC_VER)
+#define CONV_THREAD_LOCAL __declspec(thread)
+#else
+#define CONV_THREAD_LOCAL __thread
+#endif
+static CONV_THREAD_LOCAL void *conv_scratch_mem;
+static CONV_THREAD_LOCAL size_t conv_scratch_bytes;
+
+static void *conv_scratch(size_t bytes) {
+    if (bytes > conv_scratch_bytes) {
+        free(conv_scratch_mem);
+        conv_scratch_mem = malloc(bytes + 64);
+        conv_scratch_bytes = conv_scratch_mem != NULL ? bytes : 0;
+    }
+    if (conv_scratch_mem == NULL)
+        return NULL;
+    return (void *)(((uintptr_t)conv_scratch_mem + 63) & ~(uintptr_t)63);
 }
 
 #endif /* CONV_POOL_H */

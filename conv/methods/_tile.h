@@ -43,7 +43,7 @@ CONV_STATIC_ASSERT(NR == NV * L, "a tile row is NV vectors");
 #define CONV_ACC_LOAD(r, v) c##r##_##v = LOADV(src + r * ld + v * L);
 #define CONV_ACC_STORE(r, v) STOREV(out + v * L, c##r##_##v);
 #define CONV_ACC_STORE_TMP(r, v) STOREV(tmp + r * NR + v * L, c##r##_##v);
-#define CONV_W_LOAD(_, v) const V w##v = LOADV(wt_ + k * NR + v * L);
+#define CONV_W_LOAD(_, v) const V w##v = LOADV(wt_ + k * ldw_ + v * L);
 #define CONV_FMA(r, v) c##r##_##v += w##v * a_;
 #define CONV_ROW_PTR(r) const T *const q##r##_ = qs_[r];
 #define CONV_ROW_FMA(r) { const T a_ = q##r##_[k]; CONV_VECS(CONV_FMA, r) }
@@ -52,13 +52,15 @@ CONV_STATIC_ASSERT(NR == NV * L, "a tile row is NV vectors");
 #define CONV_ROW_STORE(r) CONV_VECS(CONV_ACC_STORE, r) out += CO;
 #define CONV_ROW_STORE_TMP(r) CONV_VECS(CONV_ACC_STORE_TMP, r)
 
-/* All MR rows, K consecutive (input, weight row) pairs from row pointers Q[0..MR-1]. */
-#define CONV_FULL(Q, WT, K)                                                    \
+/* All MR rows, K consecutive (input, weight row) pairs from row pointers Q[0..MR-1];
+ * weight rows LDW elements apart (NR: packed). */
+#define CONV_FULL(Q, WT, K) CONV_FULL_LD(Q, WT, K, NR)
+#define CONV_FULL_LD(Q, WT, K, LDW)                                            \
     do {                                                                       \
         const T *const *qs_ = (Q);                                             \
         CONV_ROWS(CONV_ROW_PTR)                                                \
         const T *const wt_ = (WT);                                             \
-        const ptrdiff_t kk_ = (K);                                             \
+        const ptrdiff_t kk_ = (K), ldw_ = (LDW);                               \
         for (ptrdiff_t k = 0; k < kk_; k++) {                                  \
             CONV_VECS(CONV_W_LOAD, _)                                          \
             CONV_ROWS(CONV_ROW_FMA)                                            \
@@ -72,7 +74,7 @@ CONV_STATIC_ASSERT(NR == NV * L, "a tile row is NV vectors");
 #define CONV_ROW_FMA_APART(r) { const T a_ = b_[r * xc_ + k]; CONV_VECS(CONV_FMA, r) }
 #define CONV_RUNS_APART(XC)                                                    \
     do {                                                                       \
-        const ptrdiff_t xc_ = (XC), kk_ = KW * CI;                             \
+        const ptrdiff_t xc_ = (XC), kk_ = KW * CI, ldw_ = NR;                  \
         for (i = 0; i < KH; i++) {                                             \
             const T *const b_ = x0 + i * rstep;                                \
             const T *const wt_ = wp + i * kk_ * NR;                            \
@@ -102,6 +104,7 @@ CONV_STATIC_ASSERT(NR == NV * L, "a tile row is NV vectors");
 #define CONV_ONE(r)                                                            \
     if (ok[r]) {                                                               \
         const T *const q##r##_ = q[r], *const wt_ = wt;                        \
+        const ptrdiff_t ldw_ = NR;                                             \
         for (ptrdiff_t k = 0; k < CI; k++) {                                   \
             CONV_VECS(CONV_W_LOAD, _)                                          \
             CONV_ROW_FMA(r)                                                    \
@@ -277,14 +280,18 @@ store:
 
 /* One tile of a 1x1 convolution without padding, a matrix product: output pixels whose
  * inputs are the rows q[0..MR-1] (rows >= mr point at zeros and are not stored), K input
- * channels each, times the weights wt (K, NR). No geometry and no borders: the driver
- * finds the rows (any stride). Each sum starts at zero and runs over c_in in order, the
- * CONV_FULL of TILE's interior path, so the result is TILE's bit for bit. */
+ * channels each, times the weights wt (K rows of NR, ldw elements apart: NR when
+ * packed). No geometry and no borders: the driver finds the rows (any stride). Each sum
+ * starts at zero and runs over c_in in order, the CONV_FULL of TILE's interior path, so
+ * the result is TILE's bit for bit. */
 static void PWTILE(const T *const *restrict q, const T *restrict wt, ptrdiff_t K,
-                   T *restrict out, ptrdiff_t CO, int mr, int nc)
+                   ptrdiff_t ldw, T *restrict out, ptrdiff_t CO, int mr, int nc)
 {
     CONV_ROWS(CONV_ROW_ZERO)
-    CONV_FULL(q, wt, K);
+    if (ldw == NR)
+        CONV_FULL(q, wt, K);
+    else
+        CONV_FULL_LD(q, wt, K, ldw);
     CONV_TILE_STORE();
 }
 
@@ -301,6 +308,7 @@ static void PWTILE(const T *const *restrict q, const T *restrict wt, ptrdiff_t K
 #undef CONV_ROW_STORE
 #undef CONV_ROW_STORE_TMP
 #undef CONV_FULL
+#undef CONV_FULL_LD
 #undef CONV_ROW_FMA_APART
 #undef CONV_RUNS_APART
 #undef CONV_ONE

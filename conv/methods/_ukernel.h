@@ -104,11 +104,13 @@ CONV_STATIC_ASSERT(CONV_NR_D_HALF * sizeof(double) == CONV_VBYTES, "half tile: o
               int zeros_exact, int accumulate)
 typedef CONV_UKERNEL_SIGNATURE((*conv_ukernel_f32_fn), float, );
 typedef CONV_UKERNEL_SIGNATURE((*conv_ukernel_f64_fn), double, );
-/* The 1x1 forms' (PWTILE's) signature: MR row pointers, K, weights (K, NR), the tile. */
+/* The 1x1 forms' (PWTILE's) signature: MR row pointers, K, weights (K rows of NR, ldw
+ * apart), the tile. */
 typedef void (*conv_pwkernel_f32_fn)(const float *const *q, const float *wt, ptrdiff_t K,
-                                     float *out, ptrdiff_t CO, int mr, int nc);
+                                     ptrdiff_t ldw, float *out, ptrdiff_t CO, int mr, int nc);
 typedef void (*conv_pwkernel_f64_fn)(const double *const *q, const double *wt, ptrdiff_t K,
-                                     double *out, ptrdiff_t CO, int mr, int nc);
+                                     ptrdiff_t ldw, double *out, ptrdiff_t CO, int mr,
+                                     int nc);
 
 /* Entry assertions of every kernel (CONV_DEBUG builds only). */
 #define CONV_UKERNEL_CHECK_ARGS(NR)                                                        \

@@ -42,27 +42,6 @@ typedef struct {
     int nonfinite;               /* out: some weight is Inf or NaN; u is not valid */
 } conv_wino_weights;
 
-/* Each thread's scratch (a task's transformed inputs and products), kept from call to
- * call and grown when a call needs more: the pages stay mapped, so a call does not pay
- * page faults on fresh memory for every task. At most a few MB a thread (the budget of
- * conv_wino_shape, more only when one block of CONV_MR tiles needs more). */
-#if defined(_MSC_VER)
-#define CONV_THREAD_LOCAL __declspec(thread)
-#else
-#define CONV_THREAD_LOCAL __thread
-#endif
-static CONV_THREAD_LOCAL void *conv_wino_scratch_mem;
-static CONV_THREAD_LOCAL size_t conv_wino_scratch_bytes;
-
-static void *conv_wino_scratch(size_t bytes) {
-    if (bytes > conv_wino_scratch_bytes) {
-        free(conv_wino_scratch_mem);
-        conv_wino_scratch_mem = malloc(bytes);
-        conv_wino_scratch_bytes = conv_wino_scratch_mem != NULL ? bytes : 0;
-    }
-    return conv_wino_scratch_mem;
-}
-
 static ptrdiff_t conv_wino_tiles(const conv_wino_problem *p) {
     return p->N * ((p->OH + p->m - 1) / p->m) * ((p->OW + p->m - 1) / p->m);
 }

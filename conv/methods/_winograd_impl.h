@@ -235,7 +235,7 @@ static void WNAME(tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
     const ptrdiff_t CI = p->CI, bt = p->bt, gcot = p->gcot, ncot = p->ncot;
     const ptrdiff_t ntile = conv_wino_tiles(p), ncog = (ncot + gcot - 1) / gcot;
     const size_t nv = (size_t)(WT * bt * CI), nm = (size_t)(WT * bt * gcot * NR);
-    T *vb = (T *)conv_wino_scratch((nv + nm) * sizeof(T)), *mb = vb + nv;
+    T *vb = (T *)conv_scratch((nv + nm) * sizeof(T)), *mb = vb + nv;
     T chk = 0;
     ptrdiff_t task;
     if (vb == NULL) {
@@ -344,7 +344,7 @@ static void WNAME(ws_tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
     const T *zeros = (const T *)p->zeros, *vall = (const T *)p->vall;
     const ptrdiff_t CI = p->CI, nt = conv_wino_tiles(p);
     const size_t nu = (size_t)(WT * CI * NR), nm = (size_t)(WT * nt * NR);
-    T *ub = (T *)conv_wino_scratch((nu + nm) * sizeof(T)), *mb = ub + nu;
+    T *ub = (T *)conv_scratch((nu + nm) * sizeof(T)), *mb = ub + nu;
     T chk = 0;
     int bad = 0;
     ptrdiff_t cot, xi;

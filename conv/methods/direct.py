@@ -22,7 +22,15 @@ def _nchw_out(p: Problem, out=None):
     return _compiled.call_driver(_compiled.kernels.conv2d_direct, p, out, nchw=True)
 
 
-_kernel._nchw_out = _nchw_out  # conv's NCHW calls (conv._plan, _Kernel.nchw_out) use it
+def _nchw_io(p: Problem, out=None):
+    """_kernel on NCHW memory in and out, for a 1x1 kernel without padding (p.x an NHWC
+    view of NCHW x); None for other problems."""
+    return _compiled.pointwise_nchw(p, out) if _compiled.pointwise_nchw_applies(p) else None
+
+
+# conv's NCHW calls (conv._plan, _Kernel.nchw_io and nchw_out) use these
+_kernel._nchw_out = _nchw_out
+_kernel._nchw_io = _nchw_io
 
 
 def _prepare(template: Problem):

@@ -34,7 +34,7 @@ import numpy as np
 
 from .._contract import Method, Problem
 from .._frontend import DTYPE_NAMES
-from . import _compiled
+from . import _compiled, direct
 
 #: Largest C_in for F(4x4, 3x3) in float32: the accuracy grid's error at C_in = 256 is
 #: 8.7e-6 (under the 2e-5 bound), at 1024 2.2e-5 (over it); F(2x2, 3x3) above.
@@ -177,7 +177,10 @@ def _nchw_out(p: Problem, out=None) -> np.ndarray:
     return _prepare(p, planned=False)._nchw_out(p, out)
 
 
-_kernel._nchw_out = _nchw_out  # conv's NCHW calls (conv._plan, _Kernel.nchw_out) use it
+# conv's NCHW calls (conv._plan, _Kernel.nchw_io and nchw_out) use these; a 1x1 kernel
+# runs on direct
+_kernel._nchw_out = _nchw_out
+_kernel._nchw_io = direct._nchw_io
 
 
 METHOD = Method(
