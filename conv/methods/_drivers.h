@@ -222,8 +222,10 @@ static void conv_pw_shape(conv_pw_problem *p, ptrdiff_t nr, int threads) {
 
 #if defined(__GNUC__) || defined(__clang__)
 #define CONV_PREFETCH(a) __builtin_prefetch((a), 0, 3)
+#define CONV_PREFETCH_W(a) __builtin_prefetch((a), 1, 3)
 #else
 #define CONV_PREFETCH(a) ((void)0)
+#define CONV_PREFETCH_W(a) ((void)0)
 #endif
 
 #define CONV_PW_NCHW(T, PWTILE, NR, NAME)                                                  \
@@ -275,12 +277,16 @@ static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {     
             b = panel;                                                                     \
             ldb = NR;                                                                      \
         }                                                                                  \
-        if (run && p0 + 2 * (NR) <= P)  /* the next panel's runs, read while this one     \
-                                         * computes (the hardware does not follow CI       \
-                                         * streams a plane apart) */                       \
+        if (run && p0 + 2 * (NR) <= P) {  /* the next panel's runs, and its output's,     \
+                                           * fetched while this one computes (the hardware \
+                                           * does not follow streams a plane apart) */     \
             for (k = 0; k < CI; k++)                                                       \
                 for (j = 0; j < (NR); j += 64 / (int)sizeof(T))                            \
                     CONV_PREFETCH(xn + k * HW + src[0] + (NR) + j);                        \
+            for (c = co0; c < co1; c++)                                                    \
+                for (j = 0; j < (NR); j += 64 / (int)sizeof(T))                            \
+                    CONV_PREFETCH_W(out + (n * CO + c) * P + p0 + (NR) + j);               \
+        }                                                                                  \
         for (c = co0; c < co1; c += CONV_MR) {                                             \
             const int mr = (int)(co1 - c < CONV_MR ? co1 - c : CONV_MR);                   \
             const T *q[CONV_MR];                                                           \
