@@ -260,18 +260,13 @@ def _run_driver(driver, p: Problem, out, wp, zeros_, zeros_exact, blocks_outer, 
     array if None); w: the weights for the tasks to pack into wp (see call_driver);
     nchw: out is (N, C_out, OH, OW) (the direct driver only; no batch_as_rows: an
     image's channel planes are not contiguous with the next image's)."""
-    if nchw:
-        if out is None:
-            out = empty_aligned(nchw_shape(p.out_shape), p.x.dtype, ALIGN_MIN_BYTES)
-        driver(p.x, wp, zeros_, out, p.stride[0], p.stride[1], p.dilation[0],
-               p.dilation[1], p.padding[0][0], p.padding[1][0], zeros_exact, blocks_outer,
-               threads, w, True)
-        return out
     if out is None:
-        out = empty_aligned(p.out_shape, p.x.dtype, ALIGN_MIN_BYTES)
-    x, o = batch_as_rows(p, out)
+        out = empty_aligned(nchw_shape(p.out_shape) if nchw else p.out_shape, p.x.dtype,
+                            ALIGN_MIN_BYTES)
+    x, o = (p.x, out) if nchw else batch_as_rows(p, out)
     driver(x, wp, zeros_, o, p.stride[0], p.stride[1], p.dilation[0], p.dilation[1],
-           p.padding[0][0], p.padding[1][0], zeros_exact, blocks_outer, threads, w)
+           p.padding[0][0], p.padding[1][0], zeros_exact, blocks_outer, threads, w,
+           *((True,) if nchw else ()))  # out_nchw: conv2d_direct's alone
     return out
 
 
