@@ -233,6 +233,39 @@ def test_depthwise_at_every_alignment_of_x(shape, kwargs, dtype):
         assert np.array_equal(xo, x)
 
 
+@pytest.mark.parametrize("mod", EXTENSIONS, ids=lambda m: m.__name__.rsplit(".", 1)[1])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [
+    ((2, 6, 37, 32), (3, 3, 1, 32), 1, (1, 1)),    # register-blocked, border pixels
+    ((1, 5, 13, 144), (3, 3, 1, 144), 1, (0, 0)),  # VALID
+    ((1, 9, 10, 24), (3, 3, 1, 24), 2, (1, 1)),    # stride 2: the other path
+    ((2, 4, 7, 6), (3, 3, 1, 18), 1, (1, 1)),      # multiplier 3
+    ((1, 5, 6, 8), (3, 3, 2, 12), 1, (1, 1)),      # grouped, 2 channels a group
+    ((1, 3, 40, 5), (5, 5, 1, 5), 1, (2, 2)),      # 5x5, channels short of a vector
+], ids=str)
+@pytest.mark.parametrize("offset", [0, 1])
+def test_depthwise_kernel_stores_nchw(mod, dtype, case, offset):
+    """out_nchw: the depthwise kernel moves each output row into the channels' planes of
+    an (N, C_out, OH, OW) output; the NHWC call's values bit for bit, every element
+    written, on every path (register-blocked with its border pixels and x off a vector
+    boundary, per pixel, grouped) and both thread counts."""
+    xs, ws, s, (pt, pl) = case
+    x, w = normal_inputs(xs, ws, dtype, seed=sum(xs))
+    x = _at_offset(x, offset)
+    oh = (xs[1] + 2 * pt - ws[0]) // s + 1
+    ow = (xs[2] + 2 * pl - ws[1]) // s + 1
+    want = np.full((xs[0], oh, ow, ws[3]), np.nan, dtype)
+    mod.conv2d_depthwise(x, w, want, s, s, 1, 1, pt, pl, 1)
+    assert not np.isnan(want).any()
+    for threads in (1, 2):
+        got = np.full((xs[0], ws[3], oh, ow), np.nan, dtype)
+        mod.conv2d_depthwise(x, w, got, s, s, 1, 1, pt, pl, threads, True)
+        np.testing.assert_array_equal(got, want.transpose(0, 3, 1, 2))
+    with pytest.raises(ValueError, match="conv2d_depthwise"):
+        mod.conv2d_depthwise(x, w, np.empty((xs[0], ws[3] + 1, oh, ow), dtype), s, s, 1, 1,
+                             pt, pl, 1, True)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_large_depthwise_outputs_start_as_far_off_a_line_as_x(dtype):
     """A new output of 1 MB or more starts as many bytes past a 64-byte boundary as x
@@ -277,7 +310,7 @@ def test_nchw_results_are_stored_by_the_kernels(monkeypatch, method, c_in, plann
     moves x alone (nothing at all when x has one channel, which NCHW lays out as NHWC);
     the others' results are moved back. A 1x1 kernel on direct (winograd runs it there)
     reads NCHW x as it is where its pixel panels fit the image (8x12: whole panels):
-    nothing is moved. The results are the NHWC call's, bit for bit, also into out= and
+    nothing is moved. depthwise stores its rows NCHW: x alone is moved. The results are the NHWC call's, bit for bit, also into out= and
     through a float32 computation of float16 inputs."""
     from conv.methods import _compiled
 
@@ -308,6 +341,13 @@ def test_nchw_results_are_stored_by_the_kernels(monkeypatch, method, c_in, plann
     got = run(nchw(x))
     assert len(moved) == moves, moved
     np.testing.assert_array_equal(nhwc(got), want)
+    if method == "direct" and k == 3:  # a depthwise call: x moved, the rows stored NCHW
+        wd = np.ascontiguousarray(w[:, :, :, :1])  # (3, 3, c_in, 1)
+        dwant = conv.depthwise_conv2d(x, wd, padding="SAME")
+        moved.clear()
+        dgot = conv.depthwise_conv2d(nchw(x), wd, padding="SAME", data_format="NCHW")
+        assert len(moved) == int(c_in > 1), moved
+        np.testing.assert_array_equal(nhwc(dgot), dwant)
     buf = np.full_like(got, np.nan)
     assert run(nchw(x), out=buf) is buf
     np.testing.assert_array_equal(buf, got)

@@ -3,7 +3,7 @@
  * streaming: a task is one output row, which reads its KH input rows once.
  *
  *   x (N, H, W, C) unpadded; w (KH, KW, Cg, CO), HWIO as conv2d takes it; out (N, OH,
- *   OW, CO). Group g = C / Cg groups reads x channels [g*Cg, (g+1)*Cg) and writes output
+ *   OW, CO), or (N, CO, OH, OW) with out_nchw (each row moved into the channel planes). Group g = C / Cg groups reads x channels [g*Cg, (g+1)*Cg) and writes output
  *   channels [g*Mg, (g+1)*Mg), Mg = CO / (C / Cg). A depthwise filter (KH, KW, C, M) is
  *   w (KH, KW, 1, C*M): output channel c*M + m.
  *
@@ -39,6 +39,9 @@ typedef struct {
      * where the aligned path runs (see CONV_DEPTHWISE's NAME) */
     void *wrot;
     ptrdiff_t shift;
+    int out_nchw;                    /* out is (N, CO, OH, OW): each row computed into the
+                                      * thread's scratch, then moved into the planes */
+    int failed;                      /* out: no scratch for a row */
 } conv_dw_problem;
 
 /* output pixels a register block holds: their sums plus one weight vector and one input
@@ -56,7 +59,7 @@ static void conv_dw_interior(const conv_dw_problem *p, ptrdiff_t *lo, ptrdiff_t 
     if (*lo > *hi) *lo = *hi;
 }
 
-#define CONV_DEPTHWISE(T, V, LANES, LOAD, STORE, NAME)                                     \
+#define CONV_DEPTHWISE(T, V, LANES, LOAD, STORE, PUT, NAME)                                \
 /* one output pixel, any groups: padded taps skipped, sums updated in o */                 \
 static void NAME##_pixel(const conv_dw_problem *p, const T *xn, const T *w, T *o,          \
                          ptrdiff_t oy, ptrdiff_t ox) {                                     \
@@ -239,20 +242,32 @@ static void NAME##_rows(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {      
     const conv_dw_problem *p = (const conv_dw_problem *)ctx;                               \
     const T *x = (const T *)p->x, *w = (const T *)p->w;                                    \
     const int blocked = p->Cg == 1 && p->CO == p->C && p->KH <= CONV_DW_MAXKH;             \
+    const ptrdiff_t P = p->OH * p->OW;                                                     \
+    T *rowbuf = NULL;                                                                      \
     ptrdiff_t row, lo, hi;                                                                 \
     conv_dw_interior(p, &lo, &hi);                                                         \
+    if (p->out_nchw) {                                                                     \
+        rowbuf = (T *)conv_scratch((size_t)(p->OW * p->CO) * sizeof(T));                   \
+        if (rowbuf == NULL) {                                                              \
+            CONV_STORE_RELAXED(&((conv_dw_problem *)ctx)->failed, 1);                      \
+            return;                                                                        \
+        }                                                                                  \
+    }                                                                                      \
     for (row = begin; row < end; row++) {                                                  \
         const ptrdiff_t n = row / p->OH, oy = row - n * p->OH;                             \
         const T *xn = x + n * p->H * p->W * p->C;                                          \
-        T *o = (T *)p->out + row * p->OW * p->CO;                                          \
+        T *o = rowbuf ? rowbuf : (T *)p->out + row * p->OW * p->CO;                        \
         ptrdiff_t ox;                                                                      \
         if (conv_interrupted(p->intr, row)) return;  /* Ctrl-C: every thread stops */      \
         if (blocked) {                                                                     \
             NAME##_row(p, xn, w, o, oy, lo, hi);                                           \
-            continue;                                                                      \
+        } else {                                                                           \
+            for (ox = 0; ox < p->OW; ox++)                                                 \
+                NAME##_pixel(p, xn, w, o + ox * p->CO, oy, ox);                            \
         }                                                                                  \
-        for (ox = 0; ox < p->OW; ox++)                                                     \
-            NAME##_pixel(p, xn, w, o + ox * p->CO, oy, ox);                                \
+        if (rowbuf) /* the row's pixels into each channel's plane */                       \
+            PUT(rowbuf, p->CO, (int)p->OW, (int)p->CO,                                     \
+                (T *)p->out + n * p->CO * P + oy * p->OW, P);                              \
     }                                                                                      \
 }                                                                                          \
 /* The aligned path (NAME##_block's SHIFT) runs where every pixel of x starts the same     \
@@ -260,12 +275,13 @@ static void NAME##_rows(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {      
  * 16 bytes past a 64-byte line: each load then spans two cache lines), for depthwise      \
  * multiplier-1 3-wide filters at stride 1 and dilation 1, given the scratch to rotate     \
  * the filters in. */                                                                      \
-static void NAME(const conv_dw_problem *p, int threads) {                                  \
+static void NAME(conv_dw_problem *p, int threads) {                                        \
     const ptrdiff_t rows = p->N * p->OH, C = p->C;                                         \
     conv_dw_problem q = *p;                                                                \
     const size_t vb = LANES * sizeof(T), at = (size_t)(uintptr_t)p->x % vb;                \
     if (rows == 0 || p->OW == 0 || p->CO == 0) return;                                     \
     q.shift = 0;                                                                           \
+    p->failed = q.failed = 0;                                                              \
     if (p->wrot && p->Cg == 1 && p->CO == C && C % LANES == 0 && p->KW == 3                \
         && p->sw == 1 && p->dw == 1 && p->KH <= CONV_DW_MAXKH && at % sizeof(T) == 0) {    \
         const T *w = (const T *)p->w;                                                      \
@@ -279,11 +295,12 @@ static void NAME(const conv_dw_problem *p, int threads) {                       
         q.shift = s;                                                                       \
     }                                                                                      \
     conv_pool_run(threads, rows, conv_chunk(rows, threads), NAME##_rows, &q);              \
+    p->failed = q.failed;                                                                  \
 }
 
 CONV_DEPTHWISE(float, conv_vf32, CONV_LANES_F32, conv_load_f32, conv_store_f32,
-               conv_depthwise_f)
+               conv_put_nchw_f, conv_depthwise_f)
 CONV_DEPTHWISE(double, conv_vf64, CONV_LANES_F64, conv_load_f64, conv_store_f64,
-               conv_depthwise_d)
+               conv_put_nchw_d, conv_depthwise_d)
 
 #endif /* CONV_DEPTHWISE_H */

@@ -142,8 +142,9 @@ cdef extern from "_depthwise.h" nogil:
         conv_interrupt* intr
         void* wrot
         Py_ssize_t shift
-    void conv_depthwise_f(const conv_dw_problem* p, int threads)
-    void conv_depthwise_d(const conv_dw_problem* p, int threads)
+        int out_nchw, failed
+    void conv_depthwise_f(conv_dw_problem* p, int threads)
+    void conv_depthwise_d(conv_dw_problem* p, int threads)
 
 cdef extern from "_layout.h" nogil:
     ctypedef struct conv_swap_problem:
@@ -439,14 +440,17 @@ cdef bint _wino_run(conv_wino_driver f32, conv_wino_driver f64, conv_wino_proble
 
 def conv2d_depthwise(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
                      real[:, :, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
-                     Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl, int threads):
+                     Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl, int threads,
+                     bint out_nchw=False):
     """Grouped convolution with few channels a group (_depthwise.h): x (N, H, W, C),
     unpadded; w (KH, KW, Cg, CO) with C / Cg groups (depthwise: Cg = 1, output channel
-    c * M + m); out (N, OH, OW, CO); pt/pl: top/left padding (padded taps are skipped).
-    Ctrl-C raises once every thread has stopped."""
+    c * M + m); out (N, OH, OW, CO), or (N, CO, OH, OW) with out_nchw (the same values,
+    each output row moved into the channels' planes); pt/pl: top/left padding (padded
+    taps are skipped). Ctrl-C raises once every thread has stopped."""
     cdef conv_dw_problem p
     cdef _Interrupt intr
-    if (w.shape[2] == 0 or x.shape[3] % w.shape[2] or out.shape[3] != w.shape[3]
+    cdef Py_ssize_t co = out.shape[1] if out_nchw else out.shape[3]
+    if (w.shape[2] == 0 or x.shape[3] % w.shape[2] or co != w.shape[3]
             or out.shape[0] != x.shape[0] or w.shape[3] % (x.shape[3] // w.shape[2])):
         raise ValueError("conv2d_depthwise: x, w and out do not make a grouped convolution")
     if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] == 0:
@@ -459,7 +463,8 @@ def conv2d_depthwise(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
     p.out = &out[0, 0, 0, 0]
     p.N, p.H, p.W, p.C = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
     p.KH, p.KW, p.Cg, p.CO = w.shape[0], w.shape[1], w.shape[2], w.shape[3]
-    p.OH, p.OW = out.shape[1], out.shape[2]
+    p.OH, p.OW = (out.shape[2], out.shape[3]) if out_nchw else (out.shape[1], out.shape[2])
+    p.out_nchw = out_nchw
     p.sh, p.sw, p.dh, p.dw, p.pt, p.pl = sh, sw, dh, dw, pt, pl
     # scratch for the filters rotated to x's alignment (depthwise, multiplier 1; the C
     # driver decides whether it is used)
@@ -480,6 +485,8 @@ def conv2d_depthwise(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
     finally:
         free(p.wrot)
     intr.finish()
+    if p.failed:
+        raise MemoryError("conv2d_depthwise: no memory for a task's output row")
 
 
 def swap_axes(const real[:, :, ::1] x, real[:, :, ::1] out, int threads):

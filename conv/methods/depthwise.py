@@ -25,23 +25,47 @@ def runs_here(p: Problem) -> bool:
     return p.groups > 1
 
 
-def _run(p: Problem, out=None) -> np.ndarray:
+def _run(p: Problem, out=None, nchw: bool = False) -> np.ndarray:
     """The depthwise kernel on ``p``, into ``out`` when given (the contract has checked it),
     else into an array as far off a cache line as x (the kernel's loads and stores then
-    align alike: 0.87-0.91x the time on MobileNet-v2's 144-channel layer)."""
+    align alike: 0.87-0.91x the time on MobileNet-v2's 144-channel layer). nchw: the
+    result (and out) (N, C_out, OH, OW), each output row moved into the channels' planes
+    by the kernel."""
     if out is None:
-        out = _compiled.empty_aligned_as(p.out_shape, p.x)
+        out = (_compiled.empty_aligned(_compiled.nchw_shape(p.out_shape), p.x.dtype,
+                                       _compiled.ALIGN_MIN_BYTES)
+               if nchw else _compiled.empty_aligned_as(p.out_shape, p.x))
     # a thread per 256 KB moved at most: waking a worker costs more on the smallest layers
     threads = max(1, min(p.threads, (p.x.nbytes + out.nbytes) // (1 << 18)))
     _compiled.kernels.conv2d_depthwise(p.x, p.w, out, p.stride[0], p.stride[1], p.dilation[0],
-                                       p.dilation[1], p.padding[0][0], p.padding[1][0], threads)
+                                       p.dilation[1], p.padding[0][0], p.padding[1][0], threads,
+                                       nchw)
     return out
+
+
+def _nchw_out(p: Problem, out=None) -> np.ndarray:
+    """The result as NCHW (N, C_out, OH, OW), stored so by the kernels (grouped: the rows
+    moved into the planes; else direct's tiles)."""
+    if runs_here(p):
+        return _run(p, out, True)
+    return direct._nchw_out(p, out)
+
+
+def _nchw_io(p: Problem, out=None):
+    """direct's NCHW 1x1 path for an ungrouped 1x1 problem (see direct._nchw_io)."""
+    return None if runs_here(p) else direct._nchw_io(p, out)
 
 
 def _kernel(p: Problem, out=None) -> np.ndarray:
     if runs_here(p):
         return _run(p, out)
     return direct.METHOD.kernel(p, out)
+
+
+# conv's NCHW calls (conv._plan, _Kernel.nchw_io and nchw_out) use these
+_kernel._nchw_out = _nchw_out
+_kernel._nchw_io = _nchw_io
+_run._nchw_out = _nchw_out
 
 
 def _prepare(template: Problem):
