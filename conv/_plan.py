@@ -68,7 +68,7 @@ class _Kernel:
         res = hook(problem, out)
         if res is None:
             return None
-        shape = (problem.out_shape[0], problem.out_shape[3]) + problem.out_shape[1:3]
+        shape = to_layout(problem.out_shape, True)
         if not (isinstance(res, np.ndarray) and res.shape == shape
                 and res.dtype == problem.x.dtype):
             raise MethodError(f"conv method {self.method.name!r}: its NCHW output has shape "

@@ -12,7 +12,7 @@ import numpy as np
 from .._buildinfo import cpu_has
 from .._contract import Problem
 from .._env import env_flag
-from .._frontend import DTYPE_NAMES
+from .._frontend import DTYPE_NAMES, to_layout
 
 #: The kernel builds, widest first, with the CPU features each needs.
 BUILDS = (
@@ -261,8 +261,7 @@ def _run_driver(driver, p: Problem, out, wp, zeros_, zeros_exact, blocks_outer, 
     nchw: out is (N, C_out, OH, OW) (the direct driver only; no batch_as_rows: an
     image's channel planes are not contiguous with the next image's)."""
     if out is None:
-        out = empty_aligned(nchw_shape(p.out_shape) if nchw else p.out_shape, p.x.dtype,
-                            ALIGN_MIN_BYTES)
+        out = empty_aligned(to_layout(p.out_shape, nchw), p.x.dtype, ALIGN_MIN_BYTES)
     x, o = (p.x, out) if nchw else batch_as_rows(p, out)
     driver(x, wp, zeros_, o, p.stride[0], p.stride[1], p.dilation[0], p.dilation[1],
            p.padding[0][0], p.padding[1][0], zeros_exact, blocks_outer, threads, w,
@@ -306,19 +305,13 @@ def pointwise_nchw(p: Problem, out=None, wt=None) -> np.ndarray:
     pointwise_nchw_applies), the result (N, C_out, OH, OW) into out if given. The NHWC
     call's sums, bit for bit. wt: transposed_weights(p.w), if made already."""
     if out is None:
-        out = empty_aligned(nchw_shape(p.out_shape), p.x.dtype, ALIGN_MIN_BYTES)
+        out = empty_aligned(to_layout(p.out_shape, True), p.x.dtype, ALIGN_MIN_BYTES)
     ci = p.w.shape[2]
     kernels.conv2d_pointwise_nchw(p.x.transpose(0, 3, 1, 2),
                                   transposed_weights(p.w) if wt is None else wt,
                                   zeros(max(1, ci), p.w.dtype), out, p.stride[0],
                                   p.stride[1], threads_for(p))
     return out
-
-
-def nchw_shape(nhwc) -> tuple:
-    """(N, H, W, C) -> (N, C, H, W)."""
-    n, h, w, c = nhwc
-    return (n, c, h, w)
 
 
 #: A call packs in its tasks (see call_driver) only with at least this many channel tiles

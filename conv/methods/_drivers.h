@@ -24,7 +24,7 @@
  * Measured (2 threads, interleaved, NCHW time over NHWC's): 1, 2, 4 and 8 tiles gave
  * pointwise 1.10-1.20 / 1.08-1.18 / 1.18-1.37 / 1.17-1.38, k5 1.04-1.11 / 1.03-1.25 /
  * 1.09-1.13 / 1.07-1.11, no order between them above the machine's noise. */
-#define CONV_PUT_TILES(T) (64 / (CONV_MR * (ptrdiff_t)sizeof(T)) > 1                        \
+#define CONV_PUT_TILES(T) (64 / (CONV_MR * (ptrdiff_t)sizeof(T)) > 1                       \
                            ? 64 / (CONV_MR * (ptrdiff_t)sizeof(T)) : 1)
 
 typedef struct {
@@ -188,11 +188,14 @@ CONV_DRIVER(double, CONV_UKERNEL_F64_HALF, CONV_PWKERNEL_F64_HALF, conv_pack_d_r
 /* A 1x1 convolution without padding on NCHW x and out, with no layout change: each
  * image's output is a matrix product, out[n] (CO x P) = w^T (CO x CI) . x[n] (CI x P, P
  * the output pixels, taken from x's channel planes at the stride). A task is one panel of
- * NR output pixels, copied (CI x NR, zeros past the image's last pixel) into the thread's
- * scratch, times tiles of MR output channels (cob of them, see conv_pw_shape) on the 1x1
- * micro-kernel with the roles swapped: its MR rows are output channels, from w^T's rows,
- * its NR columns pixels, from the panel; each tile stores MR runs of NR pixels, one per
- * channel's plane. Each out[n, c, p] is the sum over c_in in order of w[c_in, c] *
+ * NR output pixels, read where it lies (a run of NR pixels in each of the CI planes, rows
+ * HW apart) or, where it is not one whole run or the planes fall into few cache sets
+ * (CONV_PW_ALIAS_BYTES), copied (CI x NR, zeros past the image's last pixel) into the
+ * thread's scratch; times tiles of MR output channels (cob of them, see conv_pw_shape) on
+ * the 1x1 micro-kernel with the roles swapped: its MR rows are output channels, from
+ * w^T's rows, its NR columns pixels, from the panel; each tile stores MR runs of NR
+ * pixels, one per channel's plane. The next panel's input and output lines are fetched
+ * ahead. Each out[n, c, p] is the sum over c_in in order of w[c_in, c] *
  * x[n, c_in, p] from zero, as in the NHWC call's 1x1 tiles: the same bits. */
 typedef struct {
     const void *x, *wt, *zeros;  /* x (N, CI, H, W); wt (CO, CI); zeros: CI of them */
@@ -207,6 +210,7 @@ typedef struct {
  * CONV_BLOCK tiles only while there are fewer than CONV_PW_TASKS_PER_THREAD tasks a
  * thread. */
 #define CONV_PW_TASKS_PER_THREAD 4
+/* Planes a multiple of this many bytes apart fall into few L1 sets: panels copied */
 #define CONV_PW_ALIAS_BYTES 1024
 
 static ptrdiff_t conv_pw_tasks(const conv_pw_problem *p, ptrdiff_t nr) {
@@ -237,7 +241,7 @@ static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {     
     const T *x = (const T *)p->x, *wt = (const T *)p->wt, *zeros = (const T *)p->zeros;    \
     T *out = (T *)p->out;                                                                  \
     T *panel = (T *)conv_scratch((size_t)(CI * (NR)) * sizeof(T));                         \
-    /* planes a multiple of CONV_PW_ALIAS_BYTES apart fall into few cache sets: copied */  \
+    /* planes in few cache sets (CONV_PW_ALIAS_BYTES): panels copied */                    \
     const int aliased = (HW * (ptrdiff_t)sizeof(T)) % CONV_PW_ALIAS_BYTES == 0;            \
     ptrdiff_t task;                                                                        \
     if (panel == NULL) {                                                                   \
@@ -261,7 +265,7 @@ static void NAME##_tasks(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {     
         }                                                                                  \
         run = src[np - 1] - src[0] == np - 1;  /* one run of the plane (stride 1, a row or \
                                                 * whole rows) */                           \
-        if (run && np == (NR) && !aliased) {  /* read in place, rows a plane apart */       \
+        if (run && np == (NR) && !aliased) {  /* read in place, rows a plane apart */      \
             b = xn + src[0];                                                               \
             ldb = HW;                                                                      \
         } else {                                                                           \

@@ -189,36 +189,39 @@ static T WNAME(output)(const conv_wino_problem *p, ptrdiff_t t0, ptrdiff_t nt,
         chkv = chk_;                                                          \
     }
 #define chk chk_
-    for (c = 0; nchw && c < keep; c += L) { /* nco is a whole number of vectors */
-        const ptrdiff_t lanes = keep - c < L ? keep - c : L;
-        for (q = 0; q < nt; q++) {
-            V y_[WM][WM];
-            T *oc;
-            ptrdiff_t l;
-            WIN_OUTPUT_AT(q, c)
-            oc = out + ((n * CO + c0 + c) * OH + oy) * OW + ox;
-            for (u = 0; u < rows; u++) {
-                T yl[WM][L];
-                memcpy(yl, y_[u], sizeof yl);
-                for (l = 0; l < lanes; l++)
-                    for (v = 0; v < cols; v++)
-                        oc[(l * OH + u) * OW + v] = yl[v][l];
+    if (nchw) {
+        for (c = 0; c < keep; c += L) { /* nco is a whole number of vectors */
+            const ptrdiff_t lanes = keep - c < L ? keep - c : L;
+            for (q = 0; q < nt; q++) {
+                V y_[WM][WM];
+                T *oc;
+                ptrdiff_t l;
+                WIN_OUTPUT_AT(q, c)
+                oc = out + ((n * CO + c0 + c) * OH + oy) * OW + ox;
+                for (u = 0; u < rows; u++) {
+                    T yl[WM][L];
+                    memcpy(yl, y_[u], sizeof yl);
+                    for (l = 0; l < lanes; l++)
+                        for (v = 0; v < cols; v++)
+                            oc[(l * OH + u) * OW + v] = yl[v][l];
+                }
             }
         }
-    }
-    for (q = 0; !nchw && q < nt; q++) {
-        for (c = 0; c < keep; c += L) {
-            V y_[WM][WM];
-            WIN_OUTPUT_AT(q, c)
-            for (u = 0; u < rows; u++) {
-                T *o = out + ((n * OH + oy + u) * OW + ox) * CO + c0 + c;
-                for (v = 0; v < cols; v++, o += CO) {
-                    if (c + L <= keep) {
-                        STOREV(o, y_[u][v]);
-                    } else {
-                        T lanes[L];
-                        memcpy(lanes, &y_[u][v], sizeof lanes);
-                        memcpy(o, lanes, (size_t)(keep - c) * sizeof(T));
+    } else {
+        for (q = 0; q < nt; q++) {
+            for (c = 0; c < keep; c += L) {
+                V y_[WM][WM];
+                WIN_OUTPUT_AT(q, c)
+                for (u = 0; u < rows; u++) {
+                    T *o = out + ((n * OH + oy + u) * OW + ox) * CO + c0 + c;
+                    for (v = 0; v < cols; v++, o += CO) {
+                        if (c + L <= keep) {
+                            STOREV(o, y_[u][v]);
+                        } else {
+                            T lanes[L];
+                            memcpy(lanes, &y_[u][v], sizeof lanes);
+                            memcpy(o, lanes, (size_t)(keep - c) * sizeof(T));
+                        }
                     }
                 }
             }

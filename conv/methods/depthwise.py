@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._contract import Method, Problem
+from .._frontend import to_layout
 from . import _compiled, direct
 
 
@@ -32,7 +33,7 @@ def _run(p: Problem, out=None, nchw: bool = False) -> np.ndarray:
     result (and out) (N, C_out, OH, OW), each output row moved into the channels' planes
     by the kernel."""
     if out is None:
-        out = (_compiled.empty_aligned(_compiled.nchw_shape(p.out_shape), p.x.dtype,
+        out = (_compiled.empty_aligned(to_layout(p.out_shape, True), p.x.dtype,
                                        _compiled.ALIGN_MIN_BYTES)
                if nchw else _compiled.empty_aligned_as(p.out_shape, p.x))
     # a thread per 256 KB moved at most: waking a worker costs more on the smallest layers

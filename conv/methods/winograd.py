@@ -33,7 +33,7 @@ from typing import Optional
 import numpy as np
 
 from .._contract import Method, Problem
-from .._frontend import DTYPE_NAMES
+from .._frontend import DTYPE_NAMES, to_layout
 from . import _compiled, direct
 
 #: Largest C_in for F(4x4, 3x3) in float32: the accuracy grid's error at C_in = 256 is
@@ -144,9 +144,8 @@ class _Prepared:
         c_in, dtype, m = p.w.shape[2], p.x.dtype, self.m
         tiles = n * -(-oh // m) * -(-ow // m)
         if out is None:
-            out = _compiled.empty_aligned(
-                _compiled.nchw_shape(p.out_shape) if nchw else p.out_shape, dtype,
-                _compiled.ALIGN_MIN_BYTES)
+            out = _compiled.empty_aligned(to_layout(p.out_shape, nchw), dtype,
+                                          _compiled.ALIGN_MIN_BYTES)
         zeros = _compiled.zeros(max(1, c_in), dtype)
         pt, pl = p.padding[0][0], p.padding[1][0]
         if self._stationary(tiles, c_in, c_out, dtype.itemsize):
