@@ -108,6 +108,15 @@ def test_rounds_of_blocks_rotates_and_warms_up():
     assert [len(b) for b in best] == [2, 2]
 
 
+def test_rounds_of_blocks_pauses_after_the_named_blocks(monkeypatch):
+    calls = []
+    monkeypatch.setattr(timing.time, "sleep", lambda s: calls.append(("sleep", s)))
+    timing.rounds_of_blocks([lambda: calls.append("a"), lambda: calls.append("b")],
+                            (1, 1, 0.0), 2, [0.0, 0.25])
+    # b's block (warm-up + 1 call) is followed by its pause, a's by none
+    assert calls == ["a", "a", "b", "b", ("sleep", 0.25), "b", "b", ("sleep", 0.25), "a", "a"]
+
+
 # ------------------------------------------------------------------ the asv suite
 def _drop_benchmarks():
     for name in [m for m in sys.modules if m == "benchmarks" or m.startswith("benchmarks.")]:

@@ -5,9 +5,11 @@ For each distinct layer a plan is made once with ``conv.plan(..., effort="measur
 (planning.measured_plan; its planning time is reported apart, never in a time). The
 layer is then timed in ``rounds`` rounds; in a round each contender (auto, the plan,
 TensorFlow, PyTorch, the order rotating from round to round) makes one untimed call and
-then keeps its best of several consecutive calls (timing.rounds_of_blocks: the frameworks'
-idle threads keep spinning after their calls, which would slow the next contender's call
-under per-call interleaving); a layer's time is the median of its rounds. The network's total is the sum over its layers
+then keeps its best of several consecutive calls (timing.rounds_of_blocks), and after
+each framework's block the loop pauses measure.SPIN_PAUSE_SECONDS (the frameworks' idle
+threads keep spinning after their calls, slowing whatever runs next: under per-call
+interleaving every call, in blocks without the pause the next contender's whole block);
+a layer's time is the median of its rounds. The network's total is the sum over its layers
 of time x multiplicity, for each contender alike, and so are the totals per kind of layer
 (1x1, 3x3, depthwise 3x3, ...).
 
@@ -29,7 +31,7 @@ import numpy as np
 import conv
 
 from .. import _introspect
-from . import frameworks, planning
+from . import frameworks, measure, planning
 from .frameworks import TF_BASELINE, TORCH_BASELINE
 from .reference import errors
 from .report import fmt_ms, one_line, render_table
@@ -150,7 +152,9 @@ def measure_layer(row: LayerRow, threads: int, rounds: int, torch) -> None:
         row.max_rel_err_vs_tf = errors(first[AUTO], first[TF_BASELINE])[1]
         row.planned_max_rel_err_vs_tf = errors(first[PLANNED], first[TF_BASELINE])[1]
     names = list(fns)
-    per_fn = rounds_of_blocks([fns[m] for m in names], REPEAT, rounds)
+    pauses = [measure.SPIN_PAUSE_SECONDS if m in (TF_BASELINE, TORCH_BASELINE) else 0.0
+              for m in names]
+    per_fn = rounds_of_blocks([fns[m] for m in names], REPEAT, rounds, pauses)
     row.seconds = {m: statistics.median(per_fn[i]) for i, m in enumerate(names)}
 
 

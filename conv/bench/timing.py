@@ -46,22 +46,27 @@ def side_by_side(fns: Sequence[Callable[[], object]], repeats: Sequence[Repeat])
 
 
 def rounds_of_blocks(fns: Sequence[Callable[[], object]], repeat: Repeat,
-                     rounds: int) -> List[List[float]]:
+                     rounds: int, pauses: Sequence[float] = ()) -> List[List[float]]:
     """Block-interleaved timing, for contenders that disturb each other: in each round
     every function runs one untimed warm-up call and then its best of ``repeat``
-    consecutive calls, the order rotating from round to round. Returns, per function,
-    its best time in each round.
+    consecutive calls, the order rotating from round to round; after function i's block
+    the loop sleeps ``pauses[i]`` seconds (0 where pauses is shorter). Returns, per
+    function, its best time in each round.
 
     Per-call interleaving (side_by_side) is fairer against load from elsewhere, but a
     library whose idle threads keep spinning after a call (OpenMP in PyTorch, TensorFlow's
-    pool) then slows every call of the next contender; in blocks it slows only the
-    untimed warm-up."""
+    pool) then slows every call of the next contender. The warm-up call does not absorb
+    that: PyTorch's threads spin for milliseconds, and a 0.1 ms conv call made in the
+    blocks right after PyTorch's took 1.75x its time alone (MobileNet-v2's 112x112x32
+    depthwise layer at batch 1); give such a function a pause."""
     best: List[List[float]] = [[] for _ in fns]
     for r in range(rounds):
         for k in range(len(fns)):
             i = (k + r) % len(fns)
             fns[i]()
             best[i].append(side_by_side([fns[i]], [repeat])[0])
+            if i < len(pauses) and pauses[i] > 0:
+                time.sleep(pauses[i])
     return best
 
 
