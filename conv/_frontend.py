@@ -295,6 +295,11 @@ class Spec:
         fields.update(changes)
         return Spec(**fields)
 
+    def with_w(self, w) -> "Spec":
+        """replace(w=w) in a third of its time (conv2d's remembered calls make one)."""
+        return Spec(self.batch, self.in_shape, w, self.stride, self.dilation, self.padding,
+                    self.threads, self.out_hw, self.dtype, self.result_dtype, self.groups)
+
 
 _PAIR_ONE = (1, 1)
 #: Promoted dtypes by (x's, w's): np.result_type costs a microsecond a call.

@@ -886,13 +886,17 @@ _RECENT_MAX = 128
 
 
 def _frozen(value):
-    """A hashable stand-in for an argument that tells apart what conv tells apart (1 and
-    True, (1, 1) and [1, 1] are kept apart too); TypeError for anything else."""
+    """A hashable stand-in for an argument that tells apart what conv tells apart: ints,
+    strs and None stand for themselves, a tuple for a tuple of its items' stand-ins, a list
+    for (list, that tuple) (no tuple's stand-in starts with a type, so (1, 1) and [1, 1]
+    are kept apart); TypeError for anything else, bools included (True == 1)."""
     kind = type(value)
     if kind is int or kind is str or value is None:
-        return kind, value
-    if kind is tuple or kind is list:
-        return kind, tuple(_frozen(v) for v in value)
+        return value
+    if kind is tuple:
+        return tuple(map(_frozen, value))
+    if kind is list:
+        return list, tuple(map(_frozen, value))
     raise TypeError("not remembered")
 
 
@@ -921,7 +925,7 @@ def plan_conv2d(x, w, *, stride, padding, dilation, threads, method, out, groups
     recent = _RECENT.get(key) if key is not None else None
     if recent is not None:
         spec, chosen = recent
-        spec = spec.replace(w=kernel_array(wa, spec.dtype))
+        spec = spec.with_w(kernel_array(wa, spec.dtype))
     else:
         check_x_shape(xa.shape, layout=data_format)
         spec = specify(from_layout(xa.shape, nchw), xa.dtype, wa, stride=stride,
@@ -934,7 +938,7 @@ def plan_conv2d(x, w, *, stride, padding, dilation, threads, method, out, groups
         if key is not None:
             if len(_RECENT) >= _RECENT_MAX:
                 _RECENT.clear()
-            _RECENT[key] = (spec.replace(w=None), chosen)
+            _RECENT[key] = (spec.with_w(None), chosen)
     n = spec.batch
     if out is not None:
         check_out(out, to_layout(spec.out_shape(n), nchw), spec.result_dtype, xa, wa)

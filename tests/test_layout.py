@@ -286,6 +286,18 @@ def test_large_depthwise_outputs_start_as_far_off_a_line_as_x(dtype):
         assert small.shape == (3, 5) and small.dtype == dtype and small.base is None
 
 
+def test_address_is_the_first_elements():
+    """kernels.address (the aligned allocations ask it) is ctypes.data: plain, read-only,
+    offset, strided and reversed views, both builds' dtypes."""
+    from conv.methods import _compiled
+    from conv._frontend import kernel_array
+    base = np.arange(4 * 6 * 8, dtype=np.float64).reshape(4, 6, 8)
+    views = [base, base[1:], base[:, 2:, 3:], base[..., ::2], base[::-1], base.T,
+             kernel_array(base[1:]), base.astype(np.float32)[2:, 1]]
+    for v in views:
+        assert _compiled.kernels.address(v) == v.ctypes.data
+
+
 def test_a_kernel_calling_conv_in_nchw_does_not_share_the_scratch(registered):
     """A method whose kernel calls conv.conv2d(data_format="NCHW") itself, inside an outer
     NCHW call on the same thread: each call keeps its own scratch arrays."""

@@ -698,3 +698,15 @@ def test_wisdom_warning_is_public():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _wisdom.load_from_environment()  # unset: nothing happens
+
+
+def test_spec_with_w_is_replace():
+    """Spec.with_w (conv2d's remembered calls) is Spec.replace(w=...): every field kept."""
+    from conv._frontend import specify
+    w = np.ones((3, 3, 2, 4), np.float32)
+    spec = specify((None, 9, 8, 4), np.float32, w, stride=2, padding="SAME", dilation=1,
+                   threads=1, groups=2)
+    w2 = np.zeros_like(w)
+    a, b = spec.with_w(w2), spec.replace(w=w2)
+    assert a.w is w2 and b.w is w2
+    assert all(getattr(a, n) == getattr(b, n) for n in type(spec).__slots__ if n != "w")

@@ -166,7 +166,7 @@ def empty_aligned_as(shape, like: np.ndarray) -> np.ndarray:
     stores to it cross cache lines alike (a view of a slightly larger array); a plain
     one below ALIGN_MIN_BYTES."""
     item, n = like.itemsize, math.prod(shape)
-    off = like.ctypes.data % 64
+    off = kernels.address(like) % 64
     if n * item < ALIGN_MIN_BYTES or off % item:  # like not even element-aligned: plain
         return np.empty(shape, like.dtype)
     return _empty_at(shape, like.dtype, off)
@@ -190,7 +190,7 @@ def _empty_at(shape, dtype, offset: int) -> np.ndarray:
     boundary (a multiple of the item size): a view of a slightly larger array."""
     item, n = dtype.itemsize, math.prod(shape)
     buf = np.empty(n + 64 // item, dtype)
-    start = ((offset - buf.ctypes.data % 64) % 64) // item
+    start = ((offset - kernels.address(buf) % 64) % 64) // item
     return buf[start:start + n].reshape(shape)
 
 

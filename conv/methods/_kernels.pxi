@@ -46,6 +46,7 @@ cdef extern from "_ukernel.h" nogil:
     const conv_ukernel_entry conv_ukernels[]
     const int CONV_NUM_UKERNELS
 
+from cpython.buffer cimport PyBUF_STRIDES, PyBuffer_Release, PyObject_GetBuffer
 from cpython.exc cimport PyErr_CheckSignals
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -487,6 +488,17 @@ def conv2d_depthwise(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
     intr.finish()
     if p.failed:
         raise MemoryError("conv2d_depthwise: no memory for a task's output row")
+
+
+def address(a):
+    """The address of a's first element (a: a NumPy array, or any object exporting a
+    strided buffer): ``a.ctypes.data`` in a tenth of its time (which builds a ctypes
+    object; every call that allocates an aligned output asks)."""
+    cdef Py_buffer view
+    PyObject_GetBuffer(a, &view, PyBUF_STRIDES)
+    cdef size_t at = <size_t>view.buf
+    PyBuffer_Release(&view)
+    return at
 
 
 def swap_axes(const real[:, :, ::1] x, real[:, :, ::1] out, int threads):
