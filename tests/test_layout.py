@@ -175,9 +175,12 @@ def test_depthwise_plan_arguments():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kwargs", [dict(padding="SAME"), dict(padding="VALID"),
                                     dict(padding="SAME", stride=2),
+                                    dict(padding="VALID", stride=2),
+                                    dict(padding=((1, 1), (1, 1)), stride=2),
                                     dict(padding=((2, 0), (3, 1)), dilation=(1, 2)),
                                     dict(padding="SAME", stride=(1, 3))], ids=str)
-@pytest.mark.parametrize("shape", [(2, 5, 37, 35), (1, 3, 20, 16), (1, 4, 9, 7)], ids=str)
+@pytest.mark.parametrize("shape", [(2, 5, 37, 35), (1, 3, 20, 16), (1, 4, 9, 7),
+                                   (1, 3, 41, 32)], ids=str)
 def test_depthwise_blocks_and_borders(shape, kwargs, dtype):
     """Rows wide enough for whole register blocks, fewer-pixel blocks and border pixels,
     channel counts with and without a remainder past the last vector: the same sums as
@@ -238,7 +241,7 @@ def test_depthwise_at_every_alignment_of_x(shape, kwargs, dtype):
 @pytest.mark.parametrize("case", [
     ((2, 6, 37, 32), (3, 3, 1, 32), 1, (1, 1)),    # register-blocked, border pixels
     ((1, 5, 13, 144), (3, 3, 1, 144), 1, (0, 0)),  # VALID
-    ((1, 9, 10, 24), (3, 3, 1, 24), 2, (1, 1)),    # stride 2: the other path
+    ((1, 9, 10, 24), (3, 3, 1, 24), 2, (1, 1)),    # stride 2: its register blocks
     ((2, 4, 7, 6), (3, 3, 1, 18), 1, (1, 1)),      # multiplier 3
     ((1, 5, 6, 8), (3, 3, 2, 12), 1, (1, 1)),      # grouped, 2 channels a group
     ((1, 3, 40, 5), (5, 5, 1, 5), 1, (2, 2)),      # 5x5, channels short of a vector

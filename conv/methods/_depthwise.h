@@ -134,7 +134,10 @@ static void NAME##_tail(const conv_dw_problem *p, const T *const *xr, const ptrd
  * pixel at the border) taps outside the row are skipped. K3 (3-wide filters at stride 1,  \
  * dilation 1: most depthwise layers): each input vector is loaded once a kernel row and   \
  * feeds the (up to) three sums that read it, in the same tap order (j = 0, 1, 2 for every \
- * sum), so the same results. EDGE (K3, C a whole number of vectors): 1, the first         \
+ * sum), so the same results. K3 == 2: the same at stride 2 (MobileNet's downsampling      \
+ * layers), where PX pixels read 2 PX + 1 input vectors a row, not 3 PX: an even one is    \
+ * tap 0 of one sum and tap 2 of the one before, an odd one tap 1, each sum's taps still   \
+ * in order. EDGE (K3 == 1, C a whole number of vectors): 1, the first                     \
  * pixel's first tap column is left of the row, or 2, the last pixel's last one is right   \
  * of it (SAME padding's border pixels): that column is neither loaded nor summed, as the  \
  * per-tap skip would. SHIFT (K3 only; x SHIFT elements past a vector boundary, C          \
@@ -157,6 +160,17 @@ static inline void NAME##_block(const conv_dw_problem *p, const T *const *xr,   
             acc[q] = (V){0};                                                               \
         for (r = 0; r < nr; r++) {                                                         \
             const T *xp = xr[r] + c, *wp = w + ir[r] * KW * C + c + SHIFT;                 \
+            if (K3 == 2) {                                                                 \
+                const V w0 = LOAD(wp), w1 = LOAD(wp + C), w2 = LOAD(wp + 2 * C);           \
+                acc[0] += LOAD(xp) * w0;                                                   \
+                for (q = 0; q < PX; q++) { /* a loop of PX turns, which GCC unrolls */     \
+                    const V xv = LOAD(xp + (2 * q + 2) * C);                               \
+                    acc[q] += LOAD(xp + (2 * q + 1) * C) * w1;                             \
+                    acc[q] += xv * w2;                                                     \
+                    if (q + 1 < PX) acc[q + 1] += xv * w0;                                 \
+                }                                                                          \
+                continue;                                                                  \
+            }                                                                              \
             if (K3) {                                                                      \
                 const V w0 = LOAD(wp), w1 = LOAD(wp + C), w2 = LOAD(wp + 2 * C);           \
                 for (q = 0; q < PX + 2; q++) {                                             \
@@ -191,8 +205,8 @@ static void NAME##_row(const conv_dw_problem *p, const T *xn, const T *w, T *o, 
                        ptrdiff_t oy, ptrdiff_t lo, ptrdiff_t hi) {                         \
     const ptrdiff_t C = p->C, shift = p->shift;                                            \
     const T *wrot = (const T *)p->wrot;                                                    \
-    const int k3 = p->KW == 3 && p->sw == 1 && p->dw == 1;                                 \
-    const int edges = k3 && C % LANES == 0;                                                \
+    const int k3 = p->KW == 3 && p->dw == 1 ? (p->sw == 1 ? 1 : p->sw == 2 ? 2 : 0) : 0;  \
+    const int edges = k3 == 1 && C % LANES == 0;                                           \
     const T *xr[CONV_DW_MAXKH], *xb[CONV_DW_MAXKH];                                        \
     ptrdiff_t ir[CONV_DW_MAXKH], nr = 0, i, ox = 0, r;                                     \
     for (i = 0; i < p->KH; i++) {                                                          \
@@ -234,9 +248,15 @@ static void NAME##_row(const conv_dw_problem *p, const T *xn, const T *w, T *o, 
                     xr[r] = xb[r] + ((hi - 1) - p->pl) * C;                                \
                 NAME##_tail(p, xr, ir, nr, w, o + (hi - 1) * C, hi - 1, C - shift, 1, 0);  \
             }                                                                              \
-        } else if (left >= CONV_DW_PX && k3) {                                             \
+        } else if (left >= CONV_DW_PX && k3 == 1) {                                        \
             NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, CONV_DW_PX, 0, 1, 0, 0);        \
             ox += CONV_DW_PX;                                                              \
+        } else if (left >= CONV_DW_PX && k3 == 2) {                                        \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, CONV_DW_PX, 0, 2, 0, 0);        \
+            ox += CONV_DW_PX;                                                              \
+        } else if (left >= 4 && k3 == 2) {                                                 \
+            NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, 4, 0, 2, 0, 0);                 \
+            ox += 4;                                                                       \
         } else if (left >= CONV_DW_PX) {                                                   \
             NAME##_block(p, xr, ir, nr, w, o + ox * C, ox, CONV_DW_PX, 0, 0, 0, 0);        \
             ox += CONV_DW_PX;                                                              \
