@@ -498,11 +498,36 @@ def test_threads_argument_is_capped_at_the_cpus_this_process_may_use(monkeypatch
     if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) > 1:
         one = {min(os.sched_getaffinity(0))}
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: one)  # as under taskset
+        monkeypatch.setattr(_frontend, "_CPUS", [0, -1.0])  # a process started so
         conv.conv2d(x, w, method="spy_capped", threads=4)
         assert seen[-1].threads == 1
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
         conv.conv2d(x, w, method="spy_capped")
         assert seen[-1].threads == 1
+
+
+def test_a_changed_affinity_is_followed_within_the_time_a_reading_is_kept(monkeypatch):
+    """available_cpus reads the affinity set at most every CPUS_KEPT_SECONDS (a thread
+    count never changes a result); a narrowed set is followed once that time has passed."""
+    clock = [1000.0]
+    cpus = [{0, 1, 2, 3}]
+    calls = []
+
+    def affinity(pid):
+        calls.append(pid)
+        return cpus[0]
+
+    monkeypatch.setattr(os, "sched_getaffinity", affinity, raising=False)
+    monkeypatch.setattr(_frontend, "_monotonic", lambda: clock[0])
+    monkeypatch.setattr(_frontend, "_CPUS", [0, -1.0])
+    assert _frontend.available_cpus() == 4 and len(calls) == 1
+    cpus[0] = {2}
+    clock[0] += _frontend.CPUS_KEPT_SECONDS / 2
+    assert _frontend.available_cpus() == 4 and len(calls) == 1  # kept
+    assert _frontend.as_threads(3) == 3
+    clock[0] += _frontend.CPUS_KEPT_SECONDS
+    assert _frontend.available_cpus() == 1 and len(calls) == 2  # read again
+    assert _frontend.as_threads(3) == 1 and _frontend.as_threads(None) == 1
 
 
 @pytest.mark.parametrize("env", [None, "", "0", "abc", "-2"])
