@@ -269,6 +269,49 @@ def test_depthwise_kernel_stores_nchw(mod, dtype, case, offset):
                              pt, pl, 1, True)
 
 
+@pytest.mark.parametrize("mod", EXTENSIONS, ids=lambda m: m.__name__.rsplit(".", 1)[1])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [
+    ((2, 6, 53, 32), (3, 3), (1, 1), (1, 1), (1, 1)),    # SAME: vectors, the last overlaps
+    ((1, 5, 70, 3), (3, 3), (1, 1), (1, 1), (0, 0)),     # VALID, a block of 4 vectors
+    ((1, 2, 200, 2), (3, 3), (1, 1), (1, 1), (1, 1)),    # several blocks
+    ((1, 9, 50, 4), (3, 3), (2, 1), (1, 1), (1, 1)),     # stride 2 down the columns
+    ((1, 7, 61, 5), (3, 3), (1, 1), (2, 3), (2, 3)),     # dilated
+    ((1, 8, 60, 5), (5, 5), (1, 1), (1, 1), (2, 2)),     # 5x5
+    ((2, 6, 55, 3), (7, 7), (1, 1), (1, 1), (3, 3)),     # 7x7, rows padded top and bottom
+    ((1, 3, 49, 2), (1, 1), (1, 1), (1, 1), (0, 0)),     # 1x1
+    ((1, 4, 60, 3), (2, 4), (1, 1), (1, 1), (0, 2)),     # left padding only
+], ids=str)
+@pytest.mark.parametrize("offset", [0, 1])
+def test_depthwise_kernel_reads_nchw_planes(mod, dtype, case, offset):
+    """x_nchw: depthwise with multiplier 1 at row stride 1 convolves each channel plane of
+    NCHW x as it lies, vectorized along its rows; the NHWC kernel's values bit for bit
+    (the same taps in the same order), every element written, Inf/NaN in x and w carried
+    alike, both thread counts; what it does not take is refused."""
+    xs, (kh, kw), (sh, sw), (dh, dw), (pt, pl) = case
+    x, w = normal_inputs(xs, (kh, kw, 1, xs[3]), dtype, seed=sum(xs))
+    x[0, 1, 2, 0], x[-1, -1, -1, -1] = np.nan, np.inf
+    w[0, -1, 0, -1] = -np.inf
+    oh = (xs[1] + 2 * pt - (kh - 1) * dh - 1) // sh + 1
+    ow = (xs[2] + 2 * pl - (kw - 1) * dw - 1) // sw + 1
+    want = np.full((xs[0], oh, ow, xs[3]), np.nan, dtype)
+    mod.conv2d_depthwise(x, w, want, sh, sw, dh, dw, pt, pl, 1)
+    planes = _at_offset(np.ascontiguousarray(x.transpose(0, 3, 1, 2)), offset)
+    item = x.itemsize
+    assert mod.planes_apply(kh, kw, 1, xs[3], xs[3], sw, ow, item)
+    for threads in (1, 2):
+        got = np.full((xs[0], xs[3], oh, ow), -7.0, dtype)
+        mod.conv2d_depthwise(planes, w, got, sh, sw, dh, dw, pt, pl, threads, True, True)
+        np.testing.assert_array_equal(got, want.transpose(0, 3, 1, 2), err_msg=f"{threads}")
+    assert not mod.planes_apply(kh, kw, 1, 2 * xs[3], xs[3], sw, ow, item)  # multiplier 2
+    assert not mod.planes_apply(kh, kw, 1, xs[3], xs[3], 2, ow, item)       # row stride 2
+    assert not mod.planes_apply(kh, kw, 1, xs[3], xs[3], 1, ow, item, False)  # NHWC out
+    assert not mod.planes_apply(kh, kw, 1, xs[3], xs[3], 1, 10, item)  # under 3 vectors
+    with pytest.raises(ValueError, match="x_nchw"):
+        mod.conv2d_depthwise(planes, w, np.empty((xs[0], oh, ow, xs[3]), dtype), sh, sw,
+                             dh, dw, pt, pl, 1, False, True)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_large_depthwise_outputs_start_as_far_off_a_line_as_x(dtype):
     """A new output of 1 MB or more starts as many bytes past a 64-byte boundary as x
@@ -325,8 +368,10 @@ def test_nchw_results_are_stored_by_the_kernels(monkeypatch, method, c_in, plann
     moves x alone (nothing at all when x has one channel, which NCHW lays out as NHWC);
     the others' results are moved back. A 1x1 kernel on direct (winograd runs it there)
     reads NCHW x as it is where its pixel panels fit the image (8x12: whole panels):
-    nothing is moved. depthwise stores its rows NCHW: x alone is moved. The results are the NHWC call's, bit for bit, also into out= and
-    through a float32 computation of float16 inputs."""
+    nothing is moved. depthwise convolves x's planes as they lie where output rows are
+    wide (64) at row stride 1 (nothing moved); else it stores its rows NCHW: x alone is
+    moved. The results are the NHWC call's, bit for bit, also into out= and through a
+    float32 computation of float16 inputs."""
     from conv.methods import _compiled
 
     nr, pixels = _compiled.kernels.NR["float32"], hw[0] * hw[1]
@@ -356,13 +401,19 @@ def test_nchw_results_are_stored_by_the_kernels(monkeypatch, method, c_in, plann
     got = run(nchw(x))
     assert len(moved) == moves, moved
     np.testing.assert_array_equal(nhwc(got), want)
-    if method == "direct" and k == 3:  # a depthwise call: x moved, the rows stored NCHW
+    if method == "direct" and k == 3:  # depthwise calls
         wd = np.ascontiguousarray(w[:, :, :, :1])  # (3, 3, c_in, 1)
-        dwant = conv.depthwise_conv2d(x, wd, padding="SAME")
-        moved.clear()
-        dgot = conv.depthwise_conv2d(nchw(x), wd, padding="SAME", data_format="NCHW")
-        assert len(moved) == int(c_in > 1), moved
-        np.testing.assert_array_equal(nhwc(dgot), dwant)
+        xw = normal_inputs((2, 5, 64, c_in), (1, 1, 1, 1), np.float32)[0]
+        for xd, kwargs, planes in ((xw, dict(), True), (xw, dict(stride=(2, 1)), True),
+                                   (xw, dict(stride=2), False), (x, dict(), False)):
+            dwant = conv.depthwise_conv2d(xd, wd, padding="SAME", **kwargs)
+            moved.clear()
+            dgot = conv.depthwise_conv2d(nchw(xd), wd, padding="SAME", data_format="NCHW",
+                                         **kwargs)
+            # wide rows at row stride 1: the planes as they lie; else x moved, the rows
+            # stored NCHW
+            assert len(moved) == int(c_in > 1 and not planes), (kwargs, moved)
+            np.testing.assert_array_equal(nhwc(dgot), dwant)
     buf = np.full_like(got, np.nan)
     assert run(nchw(x), out=buf) is buf
     np.testing.assert_array_equal(buf, got)

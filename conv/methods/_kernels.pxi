@@ -143,7 +143,8 @@ cdef extern from "_depthwise.h" nogil:
         conv_interrupt* intr
         void* wrot
         Py_ssize_t shift
-        int out_nchw, failed
+        int out_nchw, x_nchw, failed
+    int conv_dw_planes_apply(const conv_dw_problem* p, size_t elem)
     void conv_depthwise_f(conv_dw_problem* p, int threads)
     void conv_depthwise_d(conv_dw_problem* p, int threads)
 
@@ -442,18 +443,26 @@ cdef bint _wino_run(conv_wino_driver f32, conv_wino_driver f64, conv_wino_proble
 def conv2d_depthwise(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
                      real[:, :, :, ::1] out, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh,
                      Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl, int threads,
-                     bint out_nchw=False):
+                     bint out_nchw=False, bint x_nchw=False):
     """Grouped convolution with few channels a group (_depthwise.h): x (N, H, W, C),
     unpadded; w (KH, KW, Cg, CO) with C / Cg groups (depthwise: Cg = 1, output channel
     c * M + m); out (N, OH, OW, CO), or (N, CO, OH, OW) with out_nchw (the same values,
     each output row moved into the channels' planes); pt/pl: top/left padding (padded
-    taps are skipped). Ctrl-C raises once every thread has stopped."""
+    taps are skipped). x_nchw (with out_nchw; depthwise, multiplier 1, sw 1: see
+    planes_apply): x is (N, C, H, W), each channel plane convolved as it lies, the same
+    values. Ctrl-C raises once every thread has stopped."""
     cdef conv_dw_problem p
     cdef _Interrupt intr
     cdef Py_ssize_t co = out.shape[1] if out_nchw else out.shape[3]
-    if (w.shape[2] == 0 or x.shape[3] % w.shape[2] or co != w.shape[3]
-            or out.shape[0] != x.shape[0] or w.shape[3] % (x.shape[3] // w.shape[2])):
+    cdef Py_ssize_t ci = x.shape[1] if x_nchw else x.shape[3]
+    if (w.shape[2] == 0 or ci % w.shape[2] or co != w.shape[3]
+            or out.shape[0] != x.shape[0] or w.shape[3] % (ci // w.shape[2])):
         raise ValueError("conv2d_depthwise: x, w and out do not make a grouped convolution")
+    if x_nchw and not planes_apply(w.shape[0], w.shape[1], w.shape[2], w.shape[3], ci, sw,
+                                   out.shape[3], x.itemsize, out_nchw):
+        raise ValueError("conv2d_depthwise: x_nchw needs out_nchw, one channel a group, "
+                         "multiplier 1, sw 1, a filter at most 64 x 16 and output rows of "
+                         "at least 3 vectors")
     if out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3] == 0:
         return
     if x.shape[0] * x.shape[1] * x.shape[2] * x.shape[3] == 0:
@@ -462,16 +471,20 @@ def conv2d_depthwise(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
     p.x = &x[0, 0, 0, 0]
     p.w = &w[0, 0, 0, 0]
     p.out = &out[0, 0, 0, 0]
-    p.N, p.H, p.W, p.C = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    if x_nchw:
+        p.N, p.C, p.H, p.W = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    else:
+        p.N, p.H, p.W, p.C = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
     p.KH, p.KW, p.Cg, p.CO = w.shape[0], w.shape[1], w.shape[2], w.shape[3]
     p.OH, p.OW = (out.shape[2], out.shape[3]) if out_nchw else (out.shape[1], out.shape[2])
     p.out_nchw = out_nchw
+    p.x_nchw = x_nchw
     p.sh, p.sw, p.dh, p.dw, p.pt, p.pl = sh, sw, dh, dw, pt, pl
     # scratch for the filters rotated to x's alignment (depthwise, multiplier 1; the C
     # driver decides whether it is used)
     p.wrot = NULL
     p.shift = 0
-    if w.shape[2] == 1 and w.shape[3] == x.shape[3]:
+    if w.shape[2] == 1 and w.shape[3] == ci and not x_nchw:
         p.wrot = malloc(<size_t>(w.shape[0] * w.shape[1] * w.shape[3]) * sizeof(real))
         if p.wrot == NULL:
             raise MemoryError()
@@ -499,6 +512,18 @@ def address(a):
     cdef size_t at = <size_t>view.buf
     PyBuffer_Release(&view)
     return at
+
+
+def planes_apply(Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t cg, Py_ssize_t co, Py_ssize_t c,
+                 Py_ssize_t sw, Py_ssize_t ow, Py_ssize_t itemsize, bint out_nchw=True):
+    """Whether conv2d_depthwise takes NCHW x (x_nchw) for filters (kh, kw, cg, co) on c
+    channels at row stride sw, output rows ow wide, elements of itemsize bytes: depthwise,
+    multiplier 1, sw 1, rows of at least 3 vectors, into NCHW output (_depthwise.h)."""
+    cdef conv_dw_problem p
+    memset(&p, 0, sizeof(p))
+    p.KH, p.KW, p.Cg, p.CO, p.C, p.sw, p.out_nchw = kh, kw, cg, co, c, sw, out_nchw
+    p.OW = ow
+    return bool(conv_dw_planes_apply(&p, itemsize))
 
 
 def swap_axes(const real[:, :, ::1] x, real[:, :, ::1] out, int threads):
