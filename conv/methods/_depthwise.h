@@ -3,21 +3,25 @@
  * streaming: a task is one output row, which reads its KH input rows once.
  *
  *   x (N, H, W, C) unpadded; w (KH, KW, Cg, CO), HWIO as conv2d takes it; out (N, OH,
- *   OW, CO), or (N, CO, OH, OW) with out_nchw (each row moved into the channel planes). Group g = C / Cg groups reads x channels [g*Cg, (g+1)*Cg) and writes output
+ *   OW, CO), or (N, CO, OH, OW) with out_nchw (each row moved into the channel planes).
+ *   Group g = C / Cg groups reads x channels [g*Cg, (g+1)*Cg) and writes output
  *   channels [g*Mg, (g+1)*Mg), Mg = CO / (C / Cg). A depthwise filter (KH, KW, C, M) is
  *   w (KH, KW, 1, C*M): output channel c*M + m.
  *
  * Depthwise with multiplier 1 (Cg = Mg = 1, MobileNet's layers) has a register-blocked
  * path: CONV_DW_PX output pixels of a row at once, one vector of channels each, summed in
- * registers over the taps and stored once. Where x starts off a vector boundary (NumPy's
+ * registers over the taps and stored once (3-wide filters at stride 1 and 2 load each
+ * input vector once a kernel row). Where x starts off a vector boundary (NumPy's
  * large arrays start 16 bytes past a 64-byte line, so every load would span two lines:
  * measured 1.25-1.4x the time of aligned x), 3-wide stride-1 rows shift their vectors to
  * start on the boundary, lanes spilling into the neighbouring pixel, with the filters
- * rotated to match. Every other case (and the border pixels, whose
- * padded taps are skipped) updates each output pixel in the (L1-resident) output row tap by
- * tap. Either way each sum starts at zero and runs over the taps in the order (i, j, t)
- * (t: the channel within the group), one multiply-add a term, padded taps skipped, never
- * multiplied (NaN/Inf propagate exactly as in the sum), whatever the path or thread count.
+ * rotated to match. Other grouped problems update each output pixel in the (L1-resident)
+ * output row tap by tap. With x NCHW too (x_nchw: multiplier 1, row stride 1, rows of at
+ * least CONV_DW_NCHW_MIN_VECTORS vectors) each channel plane is convolved as it lies,
+ * vectorized along its rows. Every path starts each sum at zero and runs it over the taps
+ * in the order (i, j, t) (t: the channel within the group), one multiply-add a term,
+ * padded taps skipped, never multiplied (NaN/Inf propagate exactly as in the sum),
+ * whatever the thread count: the paths give the same results.
  * Included by _kernels.pxi. */
 #ifndef CONV_DEPTHWISE_H
 #define CONV_DEPTHWISE_H
@@ -326,9 +330,12 @@ static void NAME##_rows(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {      
 }                                                                                          \
 /* NCHW x and out, depthwise with multiplier 1, stride 1 along rows: each channel plane    \
  * is its own convolution, vectorized along the output row (a task: one row of one         \
- * channel). Interior pixels CONV_DW_NCHW_VB vectors at a time, then one, then one by one; \
- * border pixels one by one, their padded taps skipped. Each sum runs over the taps in     \
- * the order (i, j), one multiply-add a term, as on the NHWC paths: the same results. */   \
+ * channel). Interior pixels CONV_DW_NCHW_VB vectors at a time, then one at a time, the    \
+ * last vector ending at the interior's end (overlapping the one before: the same values   \
+ * stored again); border pixels, and interiors narrower than a vector, one by one, their   \
+ * padded taps skipped. Each sum runs over the taps in the order (i, j), one multiply-add  \
+ * a term, as on the NHWC paths: the same results. xr: the valid rows of x (nr), wr: their \
+ * taps' weights (KW a row), ix0: the first pixel's first tap column. */                   \
 static inline T NAME##_plane_px(const T *const *xr, const T *wr, ptrdiff_t nr,            \
                                 ptrdiff_t KW, ptrdiff_t ix0, ptrdiff_t dw, ptrdiff_t W) {  \
     T acc = 0;                                                                             \
@@ -341,6 +348,23 @@ static inline T NAME##_plane_px(const T *const *xr, const T *wr, ptrdiff_t nr,  
         }                                                                                  \
     return acc;                                                                            \
 }                                                                                          \
+/* VB vectors of interior pixels from ix0 into o */                                        \
+static inline void NAME##_plane_vecs(const T *const *xr, const T *wr, ptrdiff_t nr,       \
+                                     ptrdiff_t KW, ptrdiff_t ix0, ptrdiff_t dw, T *o,      \
+                                     const int VB) {                                       \
+    V acc[CONV_DW_NCHW_VB];                                                                \
+    ptrdiff_t r, j;                                                                        \
+    int q;                                                                                 \
+    for (q = 0; q < VB; q++) acc[q] = (V){0};                                              \
+    for (r = 0; r < nr; r++)                                                               \
+        for (j = 0; j < KW; j++) {                                                         \
+            const T wv = wr[r * KW + j];                                                   \
+            for (q = 0; q < VB; q++)                                                       \
+                acc[q] += LOAD(xr[r] + ix0 + q * LANES + j * dw) * wv;                     \
+        }                                                                                  \
+    for (q = 0; q < VB; q++)                                                               \
+        STORE(o + q * LANES, acc[q]);                                                      \
+}                                                                                          \
 static void NAME##_nchw_rows(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {            \
     const conv_dw_problem *p = (const conv_dw_problem *)ctx;                               \
     const T *x = (const T *)p->x, *w = (const T *)p->w;                                    \
@@ -352,7 +376,7 @@ static void NAME##_nchw_rows(const void *ctx, ptrdiff_t begin, ptrdiff_t end) { 
         const T *xp = x + plane * p->H * W, *xr[CONV_DW_MAXKH];                            \
         T *o = (T *)p->out + row * p->OW;                                                  \
         T wr[CONV_DW_MAXKH * CONV_DW_NCHW_MAXKW];                                          \
-        ptrdiff_t nr = 0, i, j, r, ox;                                                     \
+        ptrdiff_t nr = 0, i, j, ox;                                                        \
         if (conv_interrupted(p->intr, row)) return;  /* Ctrl-C: every thread stops */      \
         for (i = 0; i < p->KH; i++) { /* the rows in x, and their taps' weights */         \
             const ptrdiff_t iy = oy * p->sh - p->pt + i * p->dh;                           \
@@ -365,29 +389,12 @@ static void NAME##_nchw_rows(const void *ctx, ptrdiff_t begin, ptrdiff_t end) { 
         for (ox = 0; ox < lo && ox < p->OW; ox++) /* the left border */                    \
             o[ox] = NAME##_plane_px(xr, wr, nr, KW, ox - pl, dw, W);                       \
         if (hi - lo >= LANES) { /* the interior in vectors; the last one may overlap */    \
-            for (ox = lo; ox + CONV_DW_NCHW_VB * LANES <= hi; ox += CONV_DW_NCHW_VB * LANES) { \
-                V acc[CONV_DW_NCHW_VB];                                                    \
-                int q;                                                                     \
-                for (q = 0; q < CONV_DW_NCHW_VB; q++) acc[q] = (V){0};                     \
-                for (r = 0; r < nr; r++)                                                   \
-                    for (j = 0; j < KW; j++) {                                             \
-                        const T wv = wr[r * KW + j];                                       \
-                        for (q = 0; q < CONV_DW_NCHW_VB; q++)                              \
-                            acc[q] += LOAD(xr[r] + (ox - pl) + q * LANES + j * dw) * wv;   \
-                    }                                                                      \
-                for (q = 0; q < CONV_DW_NCHW_VB; q++)                                      \
-                    STORE(o + ox + q * LANES, acc[q]);                                     \
-            }                                                                              \
-            for (;; ox += LANES) {                                                         \
-                V acc = (V){0};                                                            \
-                if (ox >= hi) break;                                                       \
-                if (ox + LANES > hi) ox = hi - LANES; /* recomputes a few: same values */  \
-                for (r = 0; r < nr; r++)                                                   \
-                    for (j = 0; j < KW; j++)                                               \
-                        acc += LOAD(xr[r] + (ox - pl) + j * dw) * wr[r * KW + j];          \
-                STORE(o + ox, acc);                                                        \
-                if (ox + LANES == hi) break;                                               \
-            }                                                                              \
+            for (ox = lo; ox + CONV_DW_NCHW_VB * LANES <= hi; ox += CONV_DW_NCHW_VB * LANES) \
+                NAME##_plane_vecs(xr, wr, nr, KW, ox - pl, dw, o + ox, CONV_DW_NCHW_VB);   \
+            for (; ox + LANES <= hi; ox += LANES)                                          \
+                NAME##_plane_vecs(xr, wr, nr, KW, ox - pl, dw, o + ox, 1);                 \
+            if (ox < hi) /* recomputes a few of the vector before: the same values */      \
+                NAME##_plane_vecs(xr, wr, nr, KW, hi - LANES - pl, dw, o + hi - LANES, 1); \
             ox = hi;                                                                       \
         }                                                                                  \
         for (; ox < p->OW; ox++) /* the interior's few pixels, or the right border */      \

@@ -458,8 +458,16 @@ def conv2d_depthwise(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
     if (w.shape[2] == 0 or ci % w.shape[2] or co != w.shape[3]
             or out.shape[0] != x.shape[0] or w.shape[3] % (ci // w.shape[2])):
         raise ValueError("conv2d_depthwise: x, w and out do not make a grouped convolution")
-    if x_nchw and not planes_apply(w.shape[0], w.shape[1], w.shape[2], w.shape[3], ci, sw,
-                                   out.shape[3], x.itemsize, out_nchw):
+    if x_nchw:
+        p.N, p.C, p.H, p.W = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    else:
+        p.N, p.H, p.W, p.C = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
+    p.KH, p.KW, p.Cg, p.CO = w.shape[0], w.shape[1], w.shape[2], w.shape[3]
+    p.OH, p.OW = (out.shape[2], out.shape[3]) if out_nchw else (out.shape[1], out.shape[2])
+    p.out_nchw = out_nchw
+    p.x_nchw = x_nchw
+    p.sh, p.sw, p.dh, p.dw, p.pt, p.pl = sh, sw, dh, dw, pt, pl
+    if x_nchw and not conv_dw_planes_apply(&p, sizeof(real)):
         raise ValueError("conv2d_depthwise: x_nchw needs out_nchw, one channel a group, "
                          "multiplier 1, sw 1, a filter at most 64 x 16 and output rows of "
                          "at least 3 vectors")
@@ -471,15 +479,6 @@ def conv2d_depthwise(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w,
     p.x = &x[0, 0, 0, 0]
     p.w = &w[0, 0, 0, 0]
     p.out = &out[0, 0, 0, 0]
-    if x_nchw:
-        p.N, p.C, p.H, p.W = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
-    else:
-        p.N, p.H, p.W, p.C = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
-    p.KH, p.KW, p.Cg, p.CO = w.shape[0], w.shape[1], w.shape[2], w.shape[3]
-    p.OH, p.OW = (out.shape[2], out.shape[3]) if out_nchw else (out.shape[1], out.shape[2])
-    p.out_nchw = out_nchw
-    p.x_nchw = x_nchw
-    p.sh, p.sw, p.dh, p.dw, p.pt, p.pl = sh, sw, dh, dw, pt, pl
     # scratch for the filters rotated to x's alignment (depthwise, multiplier 1; the C
     # driver decides whether it is used)
     p.wrot = NULL
