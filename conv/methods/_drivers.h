@@ -19,13 +19,21 @@
  * stays in L1. */
 #define CONV_BLOCK 8
 
-/* NCHW output: tiles computed into a buffer are moved into their channels' planes this
- * many at a time, about a cache line of pixels a channel (float32: 2 tiles of 8 pixels).
- * Measured (2 threads, interleaved, NCHW time over NHWC's): 1, 2, 4 and 8 tiles gave
- * pointwise 1.10-1.20 / 1.08-1.18 / 1.18-1.37 / 1.17-1.38, k5 1.04-1.11 / 1.03-1.25 /
- * 1.09-1.13 / 1.07-1.11, no order between them above the machine's noise. */
-#define CONV_PUT_TILES(T) (64 / (CONV_MR * (ptrdiff_t)sizeof(T)) > 1                       \
-                           ? 64 / (CONV_MR * (ptrdiff_t)sizeof(T)) : 1)
+/* NCHW output: tiles computed into a buffer are moved into their channels' planes
+ * CONV_PUT_TILES at a time: the fewest tiles whose pixels are a whole number of the
+ * transposed squares (_transpose.h: 8 floats, 4 or 8 doubles), doubled until they are
+ * at least a cache line a channel (float32 with 8-pixel tiles: 2 tiles; with AVX2's
+ * 6-pixel tiles: 4, where 2 left 4 of their 12 pixels to the one-value-at-a-time loop).
+ * Measured (2 threads, interleaved, NCHW time over NHWC's): with 8-pixel tiles 1, 2, 4
+ * and 8 tiles gave pointwise 1.10-1.20 / 1.08-1.18 / 1.18-1.37 / 1.17-1.38, k5
+ * 1.04-1.11 / 1.03-1.25 / 1.09-1.13 / 1.07-1.11, no order between them above the
+ * machine's noise. */
+#define CONV_PUT_SQ(T) (sizeof(T) == sizeof(float) ? CONV_SWAP_SQ_F : CONV_PUT_SQ_D)
+#define CONV_PUT_K0(T) (CONV_MR % CONV_PUT_SQ(T) == 0 ? 1                                  \
+                        : 2 * CONV_MR % CONV_PUT_SQ(T) == 0 ? 2                            \
+                        : 4 * CONV_MR % CONV_PUT_SQ(T) == 0 ? 4 : 8)
+#define CONV_PUT_TILES(T) (CONV_PUT_K0(T) * CONV_MR * (ptrdiff_t)sizeof(T) >= 64            \
+                           ? CONV_PUT_K0(T) : 2 * CONV_PUT_K0(T))
 
 typedef struct {
     const void *x, *wp, *zeros;

@@ -6,6 +6,8 @@
 #ifndef CONV_TRANSPOSE_H
 #define CONV_TRANSPOSE_H
 #include <stddef.h>
+#include <string.h>
+#include "_simd.h"
 
 /* One 8x8 (float) or 4x4 (double) square, o[b * lo + a] = x[a * lx + b]: in registers
  * with AVX (the 256-bit shuffles every AVX2 and AVX-512 CPU has), else one value at a
@@ -115,5 +117,80 @@ CONV_PUT_NCHW(float, conv_put_nchw_f, CONV_SWAP_SQ_F, conv_swap_square_f, CONV_S
               conv_swap_square_f)
 CONV_PUT_NCHW(double, conv_put_nchw_d, CONV_PUT_SQ_D, conv_put_square_d, CONV_SWAP_SQ_D,
               conv_swap_square_d)
+
+/* Vectors y[0..wm) of the kernels' lanes (_simd.h: channels, one vector a pixel) stored
+ * lane-major: o[l * ld + v] = y[v][l] for every lane l and v < wm; a row of a Winograd
+ * output tile (wm = 2 or 4 pixels) into its channels' NCHW planes. With AVX's 32-byte
+ * vectors, wm = 2 and 4 are transposed in registers (unpacks and shuffles, then 8- or
+ * 16-byte runs, or whole vectors of 4 doubles); anything else one value at a time. */
+#if defined(__AVX__) && CONV_VECTOR_EXT && CONV_VBYTES == 32
+static inline void conv_put_lanes_f32(const conv_vf32 *y, int wm, float *o, ptrdiff_t ld) {
+    if (wm == 4) { /* t: pairs of pixels a lane; c: lanes l | l + 4, 4 pixels each */
+        const __m256 t0 = _mm256_unpacklo_ps((__m256)y[0], (__m256)y[1]);
+        const __m256 t1 = _mm256_unpackhi_ps((__m256)y[0], (__m256)y[1]);
+        const __m256 t2 = _mm256_unpacklo_ps((__m256)y[2], (__m256)y[3]);
+        const __m256 t3 = _mm256_unpackhi_ps((__m256)y[2], (__m256)y[3]);
+        const __m256 c[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE),
+                             _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xEE)};
+        int l;
+        for (l = 0; l < 4; l++) {
+            _mm_storeu_ps(o + l * ld, _mm256_castps256_ps128(c[l]));
+            _mm_storeu_ps(o + (l + 4) * ld, _mm256_extractf128_ps(c[l], 1));
+        }
+    } else if (wm == 2) { /* t0: lanes 0, 1 | 4, 5, two pixels each; t1: 2, 3 | 6, 7 */
+        const __m256 t[2] = {_mm256_unpacklo_ps((__m256)y[0], (__m256)y[1]),
+                             _mm256_unpackhi_ps((__m256)y[0], (__m256)y[1])};
+        int h;
+        for (h = 0; h < 2; h++) {
+            const __m128 lo = _mm256_castps256_ps128(t[h]), hi = _mm256_extractf128_ps(t[h], 1);
+            _mm_storel_pi((__m64 *)(o + 2 * h * ld), lo);
+            _mm_storeh_pi((__m64 *)(o + (2 * h + 1) * ld), lo);
+            _mm_storel_pi((__m64 *)(o + (2 * h + 4) * ld), hi);
+            _mm_storeh_pi((__m64 *)(o + (2 * h + 5) * ld), hi);
+        }
+    } else {
+        int l, v;
+        for (v = 0; v < wm; v++)
+            for (l = 0; l < 8; l++) o[l * ld + v] = y[v][l];
+    }
+}
+static inline void conv_put_lanes_f64(const conv_vf64 *y, int wm, double *o, ptrdiff_t ld) {
+    if (wm == 4) { /* a 4 x 4 square: lanes 0 and 2 from t0, t2; 1 and 3 from t1, t3 */
+        const __m256d t0 = _mm256_unpacklo_pd((__m256d)y[0], (__m256d)y[1]);
+        const __m256d t1 = _mm256_unpackhi_pd((__m256d)y[0], (__m256d)y[1]);
+        const __m256d t2 = _mm256_unpacklo_pd((__m256d)y[2], (__m256d)y[3]);
+        const __m256d t3 = _mm256_unpackhi_pd((__m256d)y[2], (__m256d)y[3]);
+        _mm256_storeu_pd(o, _mm256_permute2f128_pd(t0, t2, 0x20));
+        _mm256_storeu_pd(o + ld, _mm256_permute2f128_pd(t1, t3, 0x20));
+        _mm256_storeu_pd(o + 2 * ld, _mm256_permute2f128_pd(t0, t2, 0x31));
+        _mm256_storeu_pd(o + 3 * ld, _mm256_permute2f128_pd(t1, t3, 0x31));
+    } else if (wm == 2) { /* t0: lanes 0 | 2, two pixels each; t1: 1 | 3 */
+        const __m256d t0 = _mm256_unpacklo_pd((__m256d)y[0], (__m256d)y[1]);
+        const __m256d t1 = _mm256_unpackhi_pd((__m256d)y[0], (__m256d)y[1]);
+        _mm_storeu_pd(o, _mm256_castpd256_pd128(t0));
+        _mm_storeu_pd(o + ld, _mm256_castpd256_pd128(t1));
+        _mm_storeu_pd(o + 2 * ld, _mm256_extractf128_pd(t0, 1));
+        _mm_storeu_pd(o + 3 * ld, _mm256_extractf128_pd(t1, 1));
+    } else {
+        int l, v;
+        for (v = 0; v < wm; v++)
+            for (l = 0; l < 4; l++) o[l * ld + v] = y[v][l];
+    }
+}
+#else
+#define CONV_PUT_LANES(T, V, NAME)                                                         \
+static inline void NAME(const V *y, int wm, T *o, ptrdiff_t ld) {                          \
+    const int lanes = (int)(sizeof(V) / sizeof(T));                                        \
+    int l, v;                                                                              \
+    for (v = 0; v < wm; v++) {                                                             \
+        T val[sizeof(V) / sizeof(T)];                                                      \
+        memcpy(val, &y[v], sizeof val);                                                    \
+        for (l = 0; l < lanes; l++) o[l * ld + v] = val[l];                                \
+    }                                                                                      \
+}
+CONV_PUT_LANES(float, conv_vf32, conv_put_lanes_f32)
+CONV_PUT_LANES(double, conv_vf64, conv_put_lanes_f64)
+#undef CONV_PUT_LANES
+#endif
 
 #endif /* CONV_TRANSPOSE_H */

@@ -17,6 +17,7 @@
 #include <string.h>
 #include "_ukernel.h"
 #include "_pool.h"
+#include "_transpose.h"
 
 typedef struct {
     const void *x, *u, *zeros;   /* zeros: at least CI of them */
@@ -56,6 +57,7 @@ static ptrdiff_t conv_wino_tiles(const conv_wino_problem *p) {
 #define L CONV_LANES_F32
 #define LOADV conv_load_f32
 #define STOREV conv_store_f32
+#define PUTLANES conv_put_lanes_f32
 #define TILE CONV_UKERNEL_F32
 #define NR CONV_NR_F
 #define WM 2
@@ -69,6 +71,7 @@ static ptrdiff_t conv_wino_tiles(const conv_wino_problem *p) {
 #undef L
 #undef LOADV
 #undef STOREV
+#undef PUTLANES
 #undef TILE
 #undef NR
 
@@ -77,6 +80,7 @@ static ptrdiff_t conv_wino_tiles(const conv_wino_problem *p) {
 #define L CONV_LANES_F64
 #define LOADV conv_load_f64
 #define STOREV conv_store_f64
+#define PUTLANES conv_put_lanes_f64
 #define TILE CONV_UKERNEL_F64
 #define NR CONV_NR_D
 #define WM 2
@@ -90,6 +94,7 @@ static ptrdiff_t conv_wino_tiles(const conv_wino_problem *p) {
 #undef L
 #undef LOADV
 #undef STOREV
+#undef PUTLANES
 #undef TILE
 #undef NR
 

@@ -3,6 +3,7 @@
  *
  *   T, V, L          element, vector of L elements (V == T, L == 1 without vector code)
  *   LOADV, STOREV    unaligned vector load and store
+ *   PUTLANES         WM vectors stored lane-major (_transpose.h), for NCHW output
  *   TILE, NR         the micro-kernel (_ukernel.h) and its width; the element-wise
  *                    products run on it as T batched matrix products
  *   WM               output tile edge: 2 or 4 (input tiles WA = WM + 2 wide)
@@ -166,7 +167,8 @@ static T WNAME(input)(const conv_wino_problem *p, ptrdiff_t t0, ptrdiff_t nt, T 
  * mb[(xi * bt + q) * nco + c]. Returns the check sum. NHWC: tile by tile, each pixel's
  * channels stored as vectors. NCHW (p->out_nchw): lane group by lane group, so that the
  * WM rows of L channel planes one group writes are completed by consecutive tiles while
- * in cache; each lane (a channel) stored as runs of WM pixels. The same values. */
+ * in cache; each lane (a channel) stored as runs of WM pixels, whole rows of whole lane
+ * groups transposed in registers (PUTLANES). The same values. */
 static T WNAME(output)(const conv_wino_problem *p, ptrdiff_t t0, ptrdiff_t nt,
                        const T *mb, ptrdiff_t c0, ptrdiff_t nco) {
     T *out = (T *)p->out;
@@ -200,6 +202,10 @@ static T WNAME(output)(const conv_wino_problem *p, ptrdiff_t t0, ptrdiff_t nt,
                 oc = out + ((n * CO + c0 + c) * OH + oy) * OW + ox;
                 for (u = 0; u < rows; u++) {
                     T yl[WM][L];
+                    if (lanes == L && cols == WM) { /* a whole row: transposed */
+                        PUTLANES(y_[u], WM, oc + u * OW, OH * OW);
+                        continue;
+                    }
                     memcpy(yl, y_[u], sizeof yl);
                     for (l = 0; l < lanes; l++)
                         for (v = 0; v < cols; v++)
