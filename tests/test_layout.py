@@ -332,6 +332,27 @@ def test_large_depthwise_outputs_start_as_far_off_a_line_as_x(dtype):
         assert small.shape == (3, 5) and small.dtype == dtype and small.base is None
 
 
+@pytest.mark.parametrize("kwargs", [dict(padding="SAME"), dict(padding="VALID", stride=2),
+                                    dict(padding="SAME", stride=2)], ids=str)
+def test_large_depthwise_problems_prefetch_the_same_sums(kwargs):
+    """Above DW_PREFETCH_BYTES (x and out together) the register-blocked rows prefetch
+    the input rows ahead of them: the per-pixel path's sums bit for bit, and each image
+    the same as alone (a problem under the threshold), on 1 and 2 threads."""
+    from conv.methods import _compiled
+    x, w = normal_inputs((4, 48, 64, 176), (3, 3, 176, 1), np.float32)
+    got = conv.depthwise_conv2d(x, w, method="depthwise", **kwargs)
+    assert x.nbytes + got.nbytes > _compiled.kernels.DW_PREFETCH_BYTES
+    w2 = np.concatenate([w, np.zeros_like(w)], axis=3)
+    np.testing.assert_array_equal(
+        conv.depthwise_conv2d(x, w2, method="depthwise", **kwargs)[..., ::2], got)
+    np.testing.assert_array_equal(
+        conv.depthwise_conv2d(x, w, method="depthwise", threads=1, **kwargs), got)
+    for n in (0, 3):
+        alone = conv.depthwise_conv2d(x[n:n + 1], w, method="depthwise", **kwargs)
+        assert x[n:n + 1].nbytes + alone.nbytes < _compiled.kernels.DW_PREFETCH_BYTES
+        np.testing.assert_array_equal(alone[0], got[n])
+
+
 def test_address_is_the_first_elements():
     """kernels.address (the aligned allocations ask it) is ctypes.data: plain, read-only,
     offset, strided and reversed views, both builds' dtypes."""

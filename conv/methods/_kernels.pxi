@@ -144,6 +144,7 @@ cdef extern from "_depthwise.h" nogil:
         void* wrot
         Py_ssize_t shift
         int out_nchw, x_nchw, failed
+    const long CONV_DW_PREFETCH_BYTES
     int conv_dw_planes_apply(const conv_dw_problem* p, size_t elem)
     void conv_depthwise_f(conv_dw_problem* p, int threads)
     void conv_depthwise_d(conv_dw_problem* p, int threads)
@@ -181,6 +182,8 @@ POOL = CONV_POOL_KIND.decode()
 PEAK_LANES = {"float32": CONV_PEAK_LANES_F, "float64": CONV_PEAK_LANES_D}
 #: output channels per tile, by dtype (the packed weights' last axis): the full width
 NR = {"float32": CONV_NR_F, "float64": CONV_NR_D}
+#: the depthwise kernel prefetches its input rows where x and out exceed this many bytes
+DW_PREFETCH_BYTES = CONV_DW_PREFETCH_BYTES
 #: every tile width the drivers take, by dtype, widest first
 TILE_WIDTHS = {"float32": tuple(n for n in (CONV_NR_F, CONV_NR_F_HALF) if n),
                "float64": tuple(n for n in (CONV_NR_D, CONV_NR_D_HALF) if n)}
