@@ -31,6 +31,10 @@ typedef struct {
     ptrdiff_t pt, pl;            /* top/left padding */
     int m;                       /* output tile edge: 2 or 4 */
     ptrdiff_t bt, gcot;          /* tiles, channel tiles per task (speed only; 0: chosen) */
+    ptrdiff_t unit, nblk;        /* set by conv_wino_shape: the tiles in nblk blocks of
+                                  * whole units of `unit` tiles (at most bt), as even as
+                                  * they can be: block b starts at tile
+                                  * unit * (b * units / nblk) */
     int nonfinite;               /* out: an Inf or NaN met; the output is not valid */
     int failed;                  /* out: scratch memory could not be allocated */
     conv_interrupt *intr;
@@ -45,6 +49,15 @@ typedef struct {
 
 static ptrdiff_t conv_wino_tiles(const conv_wino_problem *p) {
     return p->N * ((p->OH + p->m - 1) / p->m) * ((p->OW + p->m - 1) / p->m);
+}
+
+/* Block b's tiles: [*t0, *t0 + *nt). */
+static void conv_wino_block(const conv_wino_problem *p, ptrdiff_t b, ptrdiff_t *t0,
+                            ptrdiff_t *nt) {
+    const ptrdiff_t ntile = conv_wino_tiles(p), units = (ntile + p->unit - 1) / p->unit;
+    const ptrdiff_t t1 = p->unit * ((b + 1) * units / p->nblk);
+    *t0 = p->unit * (b * units / p->nblk);
+    *nt = (t1 < ntile ? t1 : ntile) - *t0;
 }
 
 /* Input channels a weight-transform task covers (see weight_tasks). */
@@ -98,9 +111,9 @@ static ptrdiff_t conv_wino_tiles(const conv_wino_problem *p) {
 #undef TILE
 #undef NR
 
-/* Tasks: blocks of bt tiles x groups of gcot channel tiles. */
+/* Tasks: nblk blocks of tiles x groups of gcot channel tiles. */
 static ptrdiff_t conv_wino_ntask(const conv_wino_problem *p) {
-    return ((conv_wino_tiles(p) + p->bt - 1) / p->bt) * ((p->ncot + p->gcot - 1) / p->gcot);
+    return p->nblk * ((p->ncot + p->gcot - 1) / p->gcot);
 }
 
 /* A task's shape (speed only; any shape gives the same results), from measurements of
@@ -111,13 +124,22 @@ static ptrdiff_t conv_wino_ntask(const conv_wino_problem *p) {
  * - tiles a task: as many as keep its scratch (transformed inputs and products) within
  *   CONV_WINO_SCRATCH bytes, at most 16 * CONV_MR: the more tiles, the more often each
  *   transformed weight streamed in is used;
- * - then, while there are fewer than 2 tasks a thread, halve the block, then the group. */
+ * - then, while there are fewer than 2 tasks a thread, halve the block, then the group;
+ * - then the blocks are evened out, whole micro-kernel tiles (CONV_MR) each, and made
+ *   more numerous until the tasks are a multiple of the threads: blocks of bt tiles left
+ *   a short last one, and a thread whose share of the tasks was one block more than the
+ *   other's (deep, 128 tiles of 24: 72 against 56) set the time. */
 #define CONV_WINO_GROUP_BYTES 1024
 #define CONV_WINO_SCRATCH (2 * 1024 * 1024)
 static void conv_wino_shape(conv_wino_problem *p, size_t elem, int threads) {
     const ptrdiff_t wt = (p->m + 2) * (p->m + 2);
-    ptrdiff_t per, bt, groups;
-    if (p->bt > 0 && p->gcot > 0) return; /* set by the caller */
+    const ptrdiff_t tiles = conv_wino_tiles(p), units = (tiles + CONV_MR - 1) / CONV_MR;
+    ptrdiff_t per, bt, groups, ncog, nblk;
+    if (p->bt > 0 && p->gcot > 0) { /* set by the caller: blocks of bt tiles */
+        p->unit = p->bt;
+        p->nblk = (tiles + p->bt - 1) / p->bt;
+        return;
+    }
     p->gcot = (CONV_WINO_GROUP_BYTES / (ptrdiff_t)elem + p->nr - 1) / p->nr;
     groups = (p->ncot + p->gcot - 1) / p->gcot;
     p->gcot = (p->ncot + groups - 1) / groups;
@@ -125,11 +147,17 @@ static void conv_wino_shape(conv_wino_problem *p, size_t elem, int threads) {
     bt = (CONV_WINO_SCRATCH / per) / CONV_MR * CONV_MR;
     p->bt = bt < CONV_MR ? CONV_MR : bt > 16 * CONV_MR ? 16 * CONV_MR : bt;
     for (;;) {
-        if (conv_wino_ntask(p) >= 2 * (ptrdiff_t)threads) break;
+        ncog = (p->ncot + p->gcot - 1) / p->gcot;
+        if ((tiles + p->bt - 1) / p->bt * ncog >= 2 * (ptrdiff_t)threads) break;
         if (p->bt > CONV_MR) p->bt = (p->bt / 2 + CONV_MR - 1) / CONV_MR * CONV_MR;
         else if (p->gcot > 1) p->gcot = (p->gcot + 1) / 2;
         else break;
     }
+    nblk = (tiles + p->bt - 1) / p->bt; /* = ceil(units / (bt / MR)): bt stays an upper bound */
+    while (threads > 1 && nblk * ncog % threads != 0 && nblk < units) nblk++;
+    p->unit = CONV_MR;
+    p->nblk = nblk;
+    p->bt = CONV_MR * ((units + nblk - 1) / nblk);
 }
 
 /* The drivers: p->m says which transform; p->nr must be the build's full tile width. */

@@ -242,7 +242,7 @@ static void WNAME(tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
     conv_wino_problem *p = (conv_wino_problem *)ctx;
     const T *u = (const T *)p->u, *zeros = (const T *)p->zeros;
     const ptrdiff_t CI = p->CI, bt = p->bt, gcot = p->gcot, ncot = p->ncot;
-    const ptrdiff_t ntile = conv_wino_tiles(p), ncog = (ncot + gcot - 1) / gcot;
+    const ptrdiff_t ncog = (ncot + gcot - 1) / gcot;
     const size_t nv = (size_t)(WT * bt * CI), nm = (size_t)(WT * bt * gcot * NR);
     T *vb = (T *)conv_scratch((nv + nm) * sizeof(T)), *mb = vb + nv;
     T chk = 0;
@@ -253,10 +253,11 @@ static void WNAME(tasks)(const void *ctx, ptrdiff_t begin, ptrdiff_t end) {
     }
     for (task = begin; task < end; task++) {
         const ptrdiff_t blk = task / ncog, cot0 = (task - blk * ncog) * gcot;
-        const ptrdiff_t t0 = blk * bt, nt = ntile - t0 < bt ? ntile - t0 : bt;
+        ptrdiff_t t0, nt;
         const ptrdiff_t ncg = ncot - cot0 < gcot ? ncot - cot0 : gcot, nco = ncg * NR;
         ptrdiff_t xi, cot;
         if (conv_interrupted(p->intr, task)) break; /* Ctrl-C: every thread stops */
+        conv_wino_block(p, blk, &t0, &nt);
         chk += WNAME(input)(p, t0, nt, vb);
         for (xi = 0; xi < WT; xi++)
             for (cot = cot0; cot < cot0 + ncg; cot++)
