@@ -62,9 +62,9 @@ typedef struct {
  * hardware prefetchers did not follow. Measured on AMD Zen 3 (2 threads, interleaved with
  * PyTorch): 56x56x144 float32 per image 0.95 -> 0.46 ms on one thread at batch 8, 0.83
  * -> 0.20 at batch 4 (0.17 at batch 1, whose 1.8 MB stays in cache); MobileNet-v2's
- * batch-8 depthwise total 1.09-1.34x PyTorch's time -> 0.89-0.95x; 16 or 32 pixels ahead
- * were the same within the noise. (On an AVX-512 Xeon with a larger cache per core an
- * earlier prefetch of whole rows was 1.08-1.29x slower at batch 8.) */
+ * batch-8 depthwise total 1.09-1.34x PyTorch's time -> 0.89-1.00x; 16, 32 or 48 pixels
+ * ahead (into L1 or L2) were the same within the noise. Not measured on the AVX-512 Xeon,
+ * where an earlier prefetch of whole rows, at any size, was 1.08-1.29x slower at batch 8. */
 #define CONV_DW_AHEAD 16
 #define CONV_DW_PREFETCH_BYTES (8 << 20)
 /* kernel rows the register-blocked path takes (taller filters take the other) */

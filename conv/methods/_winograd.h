@@ -127,8 +127,11 @@ static ptrdiff_t conv_wino_ntask(const conv_wino_problem *p) {
  * - then, while there are fewer than 2 tasks a thread, halve the block, then the group;
  * - then the blocks are evened out, whole micro-kernel tiles (CONV_MR) each, and made
  *   more numerous until the tasks are a multiple of the threads: blocks of bt tiles left
- *   a short last one, and a thread whose share of the tasks was one block more than the
- *   other's (deep, 128 tiles of 24: 72 against 56) set the time. */
+ *   a short last one, and a thread with one block more than the other set the time (mid
+ *   at batch 8: 1568 tiles in 16 blocks of 96 and one of 32, 17 tasks on 2 threads).
+ *   Measured on Zen 3 (plans against PyTorch, paired, two alternations of the builds):
+ *   mid float32 0.52-0.54x PyTorch's time -> 0.47-0.49x, float64 0.106-0.110 -> 0.101-0.102;
+ *   (1,56,56,64) 0.46-0.49 -> 0.41-0.45; deep and (8,28,28,128) the same within the noise. */
 #define CONV_WINO_GROUP_BYTES 1024
 #define CONV_WINO_SCRATCH (2 * 1024 * 1024)
 static void conv_wino_shape(conv_wino_problem *p, size_t elem, int threads) {
