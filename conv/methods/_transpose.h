@@ -120,9 +120,24 @@ CONV_PUT_NCHW(double, conv_put_nchw_d, CONV_PUT_SQ_D, conv_put_square_d, CONV_SW
 
 /* Vectors y[0..wm) of the kernels' lanes (_simd.h: channels, one vector a pixel) stored
  * lane-major: o[l * ld + v] = y[v][l] for every lane l and v < wm; a row of a Winograd
- * output tile (wm = 2 or 4 pixels) into its channels' NCHW planes. With AVX's 32-byte
- * vectors, wm = 2 and 4 are transposed in registers (unpacks and shuffles, then 8- or
- * 16-byte runs, or whole vectors of 4 doubles); anything else one value at a time. */
+ * output tile (wm = 2 or 4 pixels) into its channels' NCHW planes. One value at a time
+ * (conv_put_lanes_one_*); with AVX's 32-byte vectors wm = 2 and 4 are transposed in
+ * registers instead (unpacks and shuffles, then 8- or 16-byte runs, or whole vectors of
+ * 4 doubles). */
+#define CONV_PUT_LANES_ONE(T, V, NAME)                                                     \
+static inline void NAME(const V *y, int wm, T *o, ptrdiff_t ld) {                          \
+    const int lanes = (int)(sizeof(V) / sizeof(T));                                        \
+    int l, v;                                                                              \
+    for (v = 0; v < wm; v++) {                                                             \
+        T val[sizeof(V) / sizeof(T)];                                                      \
+        memcpy(val, &y[v], sizeof val);                                                    \
+        for (l = 0; l < lanes; l++) o[l * ld + v] = val[l];                                \
+    }                                                                                      \
+}
+CONV_PUT_LANES_ONE(float, conv_vf32, conv_put_lanes_one_f32)
+CONV_PUT_LANES_ONE(double, conv_vf64, conv_put_lanes_one_f64)
+#undef CONV_PUT_LANES_ONE
+
 #if defined(__AVX__) && CONV_VECTOR_EXT && CONV_VBYTES == 32
 static inline void conv_put_lanes_f32(const conv_vf32 *y, int wm, float *o, ptrdiff_t ld) {
     if (wm == 4) { /* t: pairs of pixels a lane; c: lanes l | l + 4, 4 pixels each */
@@ -149,9 +164,7 @@ static inline void conv_put_lanes_f32(const conv_vf32 *y, int wm, float *o, ptrd
             _mm_storeh_pi((__m64 *)(o + (2 * h + 5) * ld), hi);
         }
     } else {
-        int l, v;
-        for (v = 0; v < wm; v++)
-            for (l = 0; l < 8; l++) o[l * ld + v] = y[v][l];
+        conv_put_lanes_one_f32(y, wm, o, ld);
     }
 }
 static inline void conv_put_lanes_f64(const conv_vf64 *y, int wm, double *o, ptrdiff_t ld) {
@@ -172,25 +185,12 @@ static inline void conv_put_lanes_f64(const conv_vf64 *y, int wm, double *o, ptr
         _mm_storeu_pd(o + 2 * ld, _mm256_extractf128_pd(t0, 1));
         _mm_storeu_pd(o + 3 * ld, _mm256_extractf128_pd(t1, 1));
     } else {
-        int l, v;
-        for (v = 0; v < wm; v++)
-            for (l = 0; l < 4; l++) o[l * ld + v] = y[v][l];
+        conv_put_lanes_one_f64(y, wm, o, ld);
     }
 }
 #else
-#define CONV_PUT_LANES(T, V, NAME)                                                         \
-static inline void NAME(const V *y, int wm, T *o, ptrdiff_t ld) {                          \
-    const int lanes = (int)(sizeof(V) / sizeof(T));                                        \
-    int l, v;                                                                              \
-    for (v = 0; v < wm; v++) {                                                             \
-        T val[sizeof(V) / sizeof(T)];                                                      \
-        memcpy(val, &y[v], sizeof val);                                                    \
-        for (l = 0; l < lanes; l++) o[l * ld + v] = val[l];                                \
-    }                                                                                      \
-}
-CONV_PUT_LANES(float, conv_vf32, conv_put_lanes_f32)
-CONV_PUT_LANES(double, conv_vf64, conv_put_lanes_f64)
-#undef CONV_PUT_LANES
+#define conv_put_lanes_f32 conv_put_lanes_one_f32
+#define conv_put_lanes_f64 conv_put_lanes_one_f64
 #endif
 
 #endif /* CONV_TRANSPOSE_H */
